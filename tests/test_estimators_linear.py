@@ -1,0 +1,187 @@
+"""Every estimator against its closed form on linear dynamics F(z) = A z + W x.
+
+With L = ½‖z − y‖², every quantity is a finite matrix expression evaluated here
+in numpy, independently of the engine.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flowsim
+from flowsim.systems import Linear
+
+N, M = 5, 3
+DT = 0.1
+
+
+def loss(z, y):
+    return 0.5 * jnp.sum((z - y) ** 2)
+
+
+def problem(symmetric):
+    system = Linear(N, M)
+    params = system.init_params(jax.random.PRNGKey(1), symmetric=symmetric)
+    x = jnp.linspace(-1.0, 1.0, M)
+    y = jnp.linspace(0.5, -0.5, N)
+    z0 = 0.2 * jnp.ones(N)
+    return system, params, x, y, z0
+
+
+def np_problem(params, x, y, z0):
+    return (np.asarray(params["A"]), np.asarray(params["W"]), np.asarray(x),
+            np.asarray(y), np.asarray(z0))
+
+
+def oracle_closed_form(a, w, x, y):
+    z_star = -np.linalg.solve(a, w @ x)
+    lam = -np.linalg.solve(a.T, z_star - y)
+    return {"A": np.outer(lam, z_star), "W": np.outer(lam, x)}, z_star
+
+
+def assert_tree_close(tree, reference, rtol):
+    for key in reference:
+        np.testing.assert_allclose(np.asarray(tree[key]), reference[key], rtol=rtol,
+                                   atol=rtol * np.abs(reference[key]).max())
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_implicit_matches_closed_form(symmetric):
+    system, params, x, y, z0 = problem(symmetric)
+    a, w, xn, yn, _ = np_problem(params, x, y, z0)
+    expected, z_star = oracle_closed_form(a, w, xn, yn)
+    grads, info = flowsim.gradient(flowsim.Implicit(), system.field, loss, params, z0, x, y)
+    assert flowsim.result_name(info["result"]) == "successful"
+    assert float(info["adjoint_residual"]) < 1e-9
+    assert_tree_close(grads, expected, 1e-9)
+
+
+def test_bptt_matches_closed_form():
+    # z_T = Φ^T z0 + Σ_t Φ^t ε W x with Φ = I + εA, so
+    # dL/dW = ε Σ_{t<T} (Φᵀ)^t r xᵀ with r = z_T − y.
+    system, params, x, y, z0 = problem(False)
+    a, w, xn, yn, z0n = np_problem(params, x, y, z0)
+    steps = 40
+    phi = np.eye(N) + DT * a
+    z = z0n.copy()
+    for _ in range(steps):
+        z = phi @ z + DT * w @ xn
+    r = z - yn
+    sum_powers = sum(np.linalg.matrix_power(phi.T, t) for t in range(steps))
+    expected_w = DT * np.outer(sum_powers @ r, xn)
+    grads, _ = flowsim.gradient(flowsim.BPTT(steps, DT), system.field, loss, params, z0, x, y)
+    np.testing.assert_allclose(np.asarray(grads["W"]), expected_w, rtol=1e-11, atol=1e-13)
+
+    # dL/dA against an independent raw-JAX unrolled loop.
+    def unrolled(p):
+        zt = jax.lax.fori_loop(0, steps, lambda _, u: u + DT * (p["A"] @ u + p["W"] @ x), z0)
+        return loss(zt, y)
+
+    raw = jax.grad(unrolled)(params)
+    np.testing.assert_allclose(np.asarray(grads["A"]), np.asarray(raw["A"]), rtol=1e-11)
+
+
+def test_forward_equals_bptt_and_random_directions_are_unbiased():
+    system, params, x, y, z0 = problem(False)
+    reverse, _ = flowsim.gradient(flowsim.BPTT(30, DT), system.field, loss, params, z0, x, y)
+    forward, _ = flowsim.gradient(flowsim.Forward(30, DT), system.field, loss, params, z0, x, y)
+    assert float(flowsim.relative_error(forward, reverse)) < 1e-13
+    # k random tangents: error ~ sqrt(dim θ / k) = sqrt(40 / 20000) ≈ 0.045.
+    cheap, _ = flowsim.gradient(
+        flowsim.Forward(30, DT, directions=20000, key=jax.random.PRNGKey(3)),
+        system.field, loss, params, z0, x, y)
+    assert float(flowsim.relative_error(cheap, reverse)) < 0.15
+    few, _ = flowsim.gradient(
+        flowsim.Forward(30, DT, directions=4, key=jax.random.PRNGKey(3)),
+        system.field, loss, params, z0, x, y)
+    assert float(flowsim.relative_error(few, reverse)) > 0.3  # few directions: noisy
+
+
+def test_rbp_matches_closed_form_and_converges_to_implicit():
+    # Euler on dλ/dt = Aᵀλ + g from 0: λ_T = ε Σ_{t<T} (I + εAᵀ)^t g.
+    system, params, x, y, z0 = problem(False)
+    a, w, xn, yn, _ = np_problem(params, x, y, z0)
+    oracle, z_star = oracle_closed_form(a, w, xn, yn)
+    steps = 25
+    g = z_star - yn
+    lam = DT * sum(np.linalg.matrix_power(np.eye(N) + DT * a.T, t) for t in range(steps)) @ g
+    grads, _ = flowsim.gradient(flowsim.RBP(steps, DT), system.field, loss, params, z0, x, y)
+    assert_tree_close(grads, {"A": np.outer(lam, z_star), "W": np.outer(lam, xn)}, 1e-9)
+    errors = []
+    for steps in (25, 100, 1000):
+        grads, _ = flowsim.gradient(flowsim.RBP(steps, DT), system.field, loss, params, z0, x, y)
+        errors.append(float(flowsim.relative_error(grads, {k: jnp.asarray(v) for k, v in oracle.items()})))
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-9
+
+
+@pytest.mark.parametrize("symmetric_nudge", [True, False])
+def test_ep_matches_closed_form(symmetric_nudge):
+    # Nudged Euler from z*: z^β_T = z^β + (I + ε(A − βI))^T (z* − z^β),
+    # z^β = (A − βI)^{-1} (−W x − β y).
+    system, params, x, y, z0 = problem(False)
+    a, w, xn, yn, _ = np_problem(params, x, y, z0)
+    _, z_star = oracle_closed_form(a, w, xn, yn)
+    beta, steps = 0.05, 60
+
+    def nudged_state(b):
+        fixed = np.linalg.solve(a - b * np.eye(N), -w @ xn - b * yn)
+        decay = np.linalg.matrix_power(np.eye(N) + DT * (a - b * np.eye(N)), steps)
+        return fixed + decay @ (z_star - fixed)
+
+    if symmetric_nudge:
+        response = (nudged_state(beta) - nudged_state(-beta)) / (2 * beta)
+    else:
+        response = (nudged_state(beta) - z_star) / beta
+    expected = {"A": -np.outer(response, z_star), "W": -np.outer(response, xn)}
+    grads, _ = flowsim.gradient(flowsim.EP(beta, steps, DT, symmetric_nudge), system.field,
+                                loss, params, z0, x, y)
+    assert_tree_close(grads, expected, 1e-9)
+
+
+def test_vector_field_ep_is_biased_on_a_non_symmetric_jacobian():
+    # Long phase, small β: EP → −F_θᵀ A^{-1} L_z, not the oracle's −F_θᵀ A^{-T} L_z.
+    system, params, x, y, z0 = problem(False)
+    a, w, xn, yn, _ = np_problem(params, x, y, z0)
+    oracle, z_star = oracle_closed_form(a, w, xn, yn)
+    response = np.linalg.solve(a, z_star - yn)
+    limit = {"A": -np.outer(response, z_star), "W": -np.outer(response, xn)}
+    grads, _ = flowsim.gradient(flowsim.EP(1e-4, 2000, DT, True), system.field, loss,
+                                params, z0, x, y)
+    assert_tree_close(grads, limit, 1e-7)
+    bias = float(flowsim.relative_error(grads, {k: jnp.asarray(v) for k, v in oracle.items()}))
+    assert bias > 0.05
+
+
+def test_holomorphic_ep_matches_its_fourier_closed_form():
+    system, params, x, y, z0 = problem(True)
+    a, w, xn, yn, _ = np_problem(params, x, y, z0)
+    oracle, z_star = oracle_closed_form(a, w, xn, yn)
+    radius, points, steps = 0.3, 6, 80
+
+    def nudged_state(b):
+        fixed = np.linalg.solve(a - b * np.eye(N), -w @ xn - b * yn)
+        decay = np.linalg.matrix_power(np.eye(N) + DT * (a - b * np.eye(N)), steps)
+        return fixed + decay @ (z_star - fixed)
+
+    phases = np.exp(2j * np.pi * np.arange(points) / points)
+    coefficient = sum(nudged_state(radius * p) * np.conj(p) for p in phases) / (points * radius)
+    expected = {"A": -np.outer(coefficient.real, z_star), "W": -np.outer(coefficient.real, xn)}
+    grads, _ = flowsim.gradient(flowsim.HolomorphicEP(radius, points, steps, DT), system.field,
+                                loss, params, z0, x, y)
+    assert_tree_close(grads, expected, 1e-9)
+    # Converged phase, finite radius: the trapezoid rule's aliasing error falls as
+    # (r/ρ)^N, ρ the distance from 0 to the nearest pole of β ↦ z^β, i.e. the
+    # eigenvalue of A of smallest modulus. Check that geometric order.
+    pole = np.min(np.abs(np.linalg.eigvals(a)))
+    reference = {k: jnp.asarray(v) for k, v in oracle.items()}
+    errors = []
+    for n in (4, 8, 12):
+        grads, _ = flowsim.gradient(flowsim.HolomorphicEP(radius, n, 1000, DT), system.field,
+                                    loss, params, z0, x, y)
+        errors.append(float(flowsim.relative_error(grads, reference)))
+    predicted = (radius / pole) ** 4
+    for coarse, fine in zip(errors, errors[1:]):
+        assert 0.5 * predicted < fine / coarse < 2.0 * predicted
+    assert errors[-1] < 2e-3
