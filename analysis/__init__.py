@@ -1,0 +1,1 @@
+"""Studies that scenarios run: each module defines CONSTRAINTS and run(config, ctx)."""

@@ -1,0 +1,79 @@
+"""The ``flowsim`` command: list scenarios, run one, show a run directory.
+
+    flowsim list
+    flowsim run NAME|PATH.toml [--set key.sub=value]... [--out DIR] [--seed N]
+    flowsim show DIR
+
+Exit codes: 0 ok, 1 failed, 2 bad input (one ``flowsim: error: ...`` line on
+stderr and no run directory), 3 diverged, 130 interrupted.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from flowsim.run.config import BadInput
+from flowsim.run.runner import EXIT_BAD_INPUT, execute, prepare
+from flowsim.run.scenario import describe_scenarios, scenario_dir
+from flowsim.run.show import describe_run
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``flowsim: error: ...`` line and exit code 2."""
+
+    def error(self, message: str):
+        raise BadInput(message)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    """The ``flowsim`` argument parser with its three subcommands."""
+    parser = _OneLineParser(prog="flowsim", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{list,run,show}")
+
+    commands.add_parser("list", help="scenario names and descriptions")
+
+    run = commands.add_parser("run", help="run a scenario into a new run directory")
+    run.add_argument("target", metavar="NAME|PATH.toml", help="scenario name, or a scenario/override file")
+    run.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key (value: TOML literal; repeatable)")
+    run.add_argument("--out", type=Path, help="run directory (new or empty; default runs/<name>-<time>)")
+    run.add_argument("--seed", type=int, help="random seed (sets config.seed)")
+
+    show = commands.add_parser("show", help="print a run directory's summary, config, metrics and plots")
+    show.add_argument("directory", type=Path, metavar="DIR")
+    return parser
+
+
+def _command_list() -> int:
+    """Print ``name  description`` for every scenario."""
+    rows = describe_scenarios()
+    if not rows:
+        print(f"no scenarios in {scenario_dir()}", file=sys.stderr)
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, description in rows:
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def _command_run(args: argparse.Namespace, argv: list[str]) -> int:
+    """Validate everything, then execute the run; bad input raises before any file is made."""
+    prepared = prepare(args.target, args.assignments, args.seed, args.out)
+    return execute(prepared, ["flowsim", *argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``flowsim`` console script; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = _build_parser().parse_args(argv)
+        if args.command == "list":
+            return _command_list()
+        if args.command == "run":
+            return _command_run(args, argv)
+        print(describe_run(args.directory))
+        return 0
+    except BadInput as error:
+        print("flowsim: error: " + " ".join(str(error).splitlines()), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except SystemExit as exit_:  # --help and --version end here
+        return exit_.code if isinstance(exit_.code, int) else 0

@@ -1,0 +1,150 @@
+"""A run's lifecycle: prepare (validate everything), then execute in a new run directory.
+
+:func:`prepare` reads the scenario, imports its study and resolves the
+config; it raises :class:`BadInput` and creates nothing. :func:`execute`
+creates the directory, records config and environment, marks the run
+``running``, calls ``study.run(config, ctx)`` and writes the final summary.
+A study that raises or is interrupted leaves ``status = "failed"``, never a
+summary that claims success.
+"""
+
+import dataclasses
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from flowsim.run import store
+from flowsim.run.config import BadInput, apply_overrides, parse_overrides, set_seed, validate
+from flowsim.run.env import environment
+from flowsim.run.scenario import Scenario, import_study, load_scenario
+from flowsim.run.toml_writer import dumps
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_CODES = {"ok": EXIT_OK, "failed": EXIT_FAILED, "diverged": EXIT_DIVERGED}
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedRun:
+    """A validated run, ready to execute: nothing is on disk yet."""
+
+    scenario: Scenario
+    study: ModuleType
+    config: dict
+    out: Path
+
+
+def prepare(target: str, assignments: list[str], seed: int | None, out: Path | None) -> PreparedRun:
+    """Validate a ``flowsim run``: scenario, ``--set`` assignments, seed, study, ranges, output directory."""
+    scenario = load_scenario(target)
+    overrides = parse_overrides(assignments, scenario.config)
+    if out is not None:
+        _check_out(out)
+    _enable_float64_and_agg()
+    study = import_study(scenario)
+    config = apply_overrides(scenario.config, overrides, source="--set")
+    config = set_seed(config, seed)
+    validate(config, getattr(study, "CONSTRAINTS", {}))
+    return PreparedRun(scenario, study, config, out or _default_out(scenario.name))
+
+
+def _check_out(out: Path) -> None:
+    """An explicit output directory must be new or empty: nothing is ever overwritten."""
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} is a file; give a new directory")
+    if out.is_dir() and any(out.iterdir()):
+        raise BadInput(f"--out {out} exists and is not empty; give a new directory")
+
+
+def _default_out(name: str) -> Path:
+    """``runs/<name>-<YYYYmmdd-HHMMSS>``, with ``-2``, ``-3``... if that exists already."""
+    base = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, count = base, 1
+    while candidate.exists():
+        count += 1
+        candidate = base.with_name(f"{base.name}-{count}")
+    return candidate
+
+
+def _enable_float64_and_agg() -> None:
+    """Studies run with float64 available and draw off-screen; set both before the study imports."""
+    import jax
+    import matplotlib
+
+    jax.config.update("jax_enable_x64", True)
+    matplotlib.use("Agg")
+
+
+def execute(run: PreparedRun, command: list[str]) -> int:
+    """Create the run directory, run the study, write the summary; return the exit code."""
+    directory = run.out
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BadInput(f"cannot create run directory {directory}: {error.strerror}") from None
+    scenario_record = {
+        "scenario": run.scenario.name,
+        "study": run.scenario.study,
+        "description": run.scenario.description,
+        "config": run.config,
+    }
+    (directory / store.CONFIG).write_text(dumps(scenario_record))
+    store.write_json_atomic(directory / store.ENV, environment(command))
+    store.write_json_atomic(directory / store.SUMMARY, {"status": "running", "scenario": run.scenario.name})
+
+    ctx = store.RunContext(directory, run.config["seed"])
+    start = time.perf_counter()
+    try:
+        summary = _summary_from(run.study.run(run.config, ctx))
+    except KeyboardInterrupt:
+        summary = {"status": "failed", "reason": "interrupted"}
+        ending = "interrupted"
+    except BaseException as error:  # noqa: BLE001 - any crash must end as "failed"
+        (directory / store.ERROR_LOG).write_text(traceback.format_exc())
+        summary = {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
+        ending = "raised"
+    else:
+        ending = "returned"
+    summary.update(scenario=run.scenario.name, wall_s=round(time.perf_counter() - start, 3))
+    store.write_json_atomic(directory / store.SUMMARY, summary)
+    return _report(summary, directory, ending)
+
+
+def _summary_from(returned) -> dict:
+    """The summary from what ``study.run`` returned: status first, values made JSON scalars."""
+    if not isinstance(returned, dict):
+        return {"status": "failed", "reason": f"study.run returned {type(returned).__name__}, not a dict"}
+    status = returned.get("status", "ok")
+    if status not in EXIT_CODES:
+        return {"status": "failed", "reason": f"study.run returned status {status!r}; valid: {', '.join(EXIT_CODES)}"}
+    summary = {"status": status}
+    for key, value in returned.items():
+        if key == "status":
+            continue
+        try:
+            summary[key] = store.scalar(value)
+        except TypeError as error:
+            return {"status": "failed", "reason": f"summary value {key!r}: {error}"}
+    return summary
+
+
+def _report(summary: dict, directory: Path, ending: str) -> int:
+    """One line on how the run ended (``ending``: returned, raised, interrupted); its exit code."""
+    status = summary["status"]
+    reason = str(summary.get("reason") or "no reason given").splitlines()[0]
+    if ending == "interrupted":
+        _say(f"flowsim: interrupted; {directory / store.SUMMARY} says failed")
+        return EXIT_INTERRUPTED
+    if ending == "raised":
+        _say(f"flowsim: run failed: {reason} (traceback in {directory / store.ERROR_LOG})")
+    elif status != "ok":
+        _say(f"flowsim: run {status}: {reason} ({directory})")
+    else:
+        print(f"flowsim: ok: {directory}")
+    return EXIT_CODES[status]
+
+
+def _say(message: str) -> None:
+    """One line on stderr."""
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,84 @@
+"""Diagnostics against numpy and closed forms; the equilibrium at scale."""
+
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import flowsim
+from flowsim.systems import AsymmetricTanh, ScalarContraction
+
+
+def _jacobian_of_map(system, params, z, x, dt):
+    n = z.size
+    jac = jax.jacfwd(lambda u: system.field(u.reshape(z.shape), params, x).ravel())(z.ravel())
+    return np.eye(n) + dt * np.asarray(jac)
+
+
+def test_spectral_radius_dense_and_arnoldi_match_numpy():
+    system = AsymmetricTanh(150, 4)
+    params = system.init_params(jax.random.PRNGKey(4), gain=1.3)
+    x = jnp.ones(4)
+    z = flowsim.relax(system.field, jnp.zeros(150), params, x, steps=100, dt=0.2)
+    dt = 0.2
+    expected = np.max(np.abs(np.linalg.eigvals(_jacobian_of_map(system, params, z, x, dt))))
+    dense = float(flowsim.spectral_radius(system.field, z, params, x, dt))
+    assert abs(dense - expected) < 1e-12
+    arnoldi = float(flowsim.spectral_radius(system.field, z, params, x, dt, dense_max=10,
+                                            krylov_dim=80))
+    assert abs(arnoldi - expected) < 1e-6
+
+
+def test_spectral_radius_of_scalar_contraction_is_one_minus_eps_k():
+    system = ScalarContraction(z_star=1.0)
+    rho = flowsim.spectral_radius(system.field, jnp.array([0.3]), {"k": 0.7}, None, 0.1)
+    assert abs(float(rho) - (1 - 0.1 * 0.7)) < 1e-15
+
+
+def test_cosine_relative_error_residual_closed_forms():
+    a = {"u": jnp.array([1.0, 0.0]), "v": jnp.array([[0.0]])}
+    b = {"u": jnp.array([1.0, 1.0]), "v": jnp.array([[0.0]])}
+    assert abs(float(flowsim.cosine(a, b)) - 1 / np.sqrt(2)) < 1e-15
+    assert abs(float(flowsim.relative_error(a, b)) - 1 / np.sqrt(2)) < 1e-15
+    assert np.isnan(float(flowsim.cosine(a, {"u": jnp.zeros(2), "v": jnp.zeros((1, 1))})))
+    field = lambda z, p, x: -p * z  # noqa: E731
+    assert abs(float(flowsim.residual(field, jnp.array([3.0, 4.0]), 2.0, None)) - 10.0) < 1e-14
+
+
+def test_relax_is_exactly_t_euler_steps():
+    system = ScalarContraction(z_star=1.0)
+    k, dt, steps, z0 = 0.9, 0.3, 37, -2.0
+    z_t = flowsim.relax(system.field, jnp.asarray(z0), {"k": k}, None, steps=steps, dt=dt)
+    assert abs(float(z_t) - (1.0 + (1 - dt * k) ** steps * (z0 - 1.0))) < 1e-14
+
+
+def test_steady_state_relaxation_stops_on_the_field():
+    system = ScalarContraction(z_star=0.5)
+    z, result = flowsim.relax_to_steady_state(system.field, jnp.asarray(3.0), {"k": 2.0},
+                                              None, atol=1e-10, rtol=0.0)
+    assert flowsim.result_name(result) == "successful"
+    assert abs(float(z) - 0.5) < 1e-9
+
+
+def test_equilibrium_of_a_20000_dimensional_state_stays_matrix_free():
+    # A dense Jacobian would be 20,000² float64 = 3.2 GB; the solve must stay far below.
+    code = textwrap.dedent("""
+        import resource, jax
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp, flowsim
+        from flowsim.systems import AsymmetricTanh
+        system = AsymmetricTanh(200, 8)
+        params = system.init_params(jax.random.PRNGKey(0), gain=0.9)
+        x = jax.random.normal(jax.random.PRNGKey(1), (100, 8))
+        z, info = flowsim.equilibrium(system.field, jnp.zeros((100, 200)), params, x)
+        print(flowsim.result_name(info["result"]), float(info["residual"]),
+              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "successful"
+    assert float(out[1]) < 1e-8
+    assert float(out[2]) < 2048  # peak resident MB of the whole process
