@@ -26,8 +26,8 @@ def _scaled_term(field, params, x, dt):
     )
 
 
-def relax(field, z0, params, x, *, steps, dt, adjoint=None, t_final=1e4, rtol=1e-8,
-          atol=1e-10, max_steps=100_000):
+def relax(field, z0, params, x, *, steps, dt, adjoint=None, max_steps=None, t_final=1e4,
+          rtol=1e-8, atol=1e-10):
     """z_T after ``steps`` Euler steps of size ``dt`` of dz/dt = field(z, params, x).
 
     Args:
@@ -39,6 +39,9 @@ def relax(field, z0, params, x, *, steps, dt, adjoint=None, t_final=1e4, rtol=1e
         adjoint: a diffrax adjoint. Default: exact reverse mode through every step
             (``RecursiveCheckpointAdjoint``); use ``diffrax.ForwardMode()`` for
             forward-mode differentiation.
+        max_steps: a static bound on ``steps``. Give it to pass ``steps`` as a traced
+            integer, so that one compilation serves every horizon up to the bound.
+            For ``steps=None``, the adaptive solver's step cap (default 100,000).
 
     Returns:
         z_T, a pytree like ``z0``. For ``steps=None`` use :func:`relax_to_steady_state`
@@ -46,20 +49,22 @@ def relax(field, z0, params, x, *, steps, dt, adjoint=None, t_final=1e4, rtol=1e
     """
     if steps is None:
         z, _ = relax_to_steady_state(field, z0, params, x, dt=dt, t_final=t_final,
-                                     rtol=rtol, atol=atol, max_steps=max_steps)
+                                     rtol=rtol, atol=atol,
+                                     max_steps=100_000 if max_steps is None else max_steps)
         return z
-    steps = _check_steps(steps)
+    if max_steps is None:
+        steps = max_steps = check_steps(steps)
     adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
     solution = diffrax.diffeqsolve(
         _scaled_term(field, params, x, dt),
         diffrax.Euler(),
         t0=0.0,
-        t1=float(steps),
+        t1=jnp.asarray(steps, dtype=float),
         dt0=1.0,
         y0=z0,
         saveat=diffrax.SaveAt(t1=True),
         stepsize_controller=diffrax.ConstantStepSize(),
-        max_steps=steps,
+        max_steps=max_steps,
         adjoint=adjoint,
     )
     return _final(solution.ys)
@@ -67,7 +72,7 @@ def relax(field, z0, params, x, *, steps, dt, adjoint=None, t_final=1e4, rtol=1e
 
 def relax_trajectory(field, z0, params, x, *, steps, dt):
     """All states z_0, …, z_T of the Euler relaxation (leading axis of length T+1)."""
-    steps = _check_steps(steps)
+    steps = check_steps(steps)
     solution = diffrax.diffeqsolve(
         _scaled_term(field, params, x, dt),
         diffrax.Euler(),
@@ -116,10 +121,24 @@ def _final(ys):
     return jax.tree.map(lambda u: u[-1], ys)
 
 
-def _check_steps(steps):
+def check_steps(steps):
+    """``steps`` as a positive Python int, or a clear ValueError."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int (the number of Euler steps), got {steps!r}")
     return steps
+
+
+def horizon(steps, max_steps=None):
+    """(steps as a traced-able int array, static bound) for an estimator's fields.
+
+    Estimators keep their horizon as an array so that sweeping it does not
+    recompile; ``max_steps`` (default: ``steps``) is the static loop bound.
+    """
+    steps = check_steps(int(steps) if hasattr(steps, "item") else steps)
+    bound = steps if max_steps is None else check_steps(max_steps)
+    if steps > bound:
+        raise ValueError(f"steps ({steps}) exceeds max_steps ({bound})")
+    return jnp.asarray(steps), bound
 
 
 __all__ = ["relax", "relax_trajectory", "relax_to_steady_state"]

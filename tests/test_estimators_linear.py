@@ -87,15 +87,16 @@ def test_forward_equals_bptt_and_random_directions_are_unbiased():
     reverse, _ = flowsim.gradient(flowsim.BPTT(30, DT), system.field, loss, params, z0, x, y)
     forward, _ = flowsim.gradient(flowsim.Forward(30, DT), system.field, loss, params, z0, x, y)
     assert float(flowsim.relative_error(forward, reverse)) < 1e-13
-    # k random tangents: error ~ sqrt(dim θ / k) = sqrt(40 / 20000) ≈ 0.045.
+    # k random tangents: relative error ~ sqrt(dim θ / k): sqrt(40 / 2000) ≈ 0.14,
+    # sqrt(40 / 4) ≈ 3 — the estimate is unbiased, and its noise falls as 1/√k.
     cheap, _ = flowsim.gradient(
-        flowsim.Forward(30, DT, directions=20000, key=jax.random.PRNGKey(3)),
+        flowsim.Forward(30, DT, directions=2000, key=jax.random.PRNGKey(3)),
         system.field, loss, params, z0, x, y)
-    assert float(flowsim.relative_error(cheap, reverse)) < 0.15
+    assert float(flowsim.relative_error(cheap, reverse)) < 0.35
     few, _ = flowsim.gradient(
         flowsim.Forward(30, DT, directions=4, key=jax.random.PRNGKey(3)),
         system.field, loss, params, z0, x, y)
-    assert float(flowsim.relative_error(few, reverse)) > 0.3  # few directions: noisy
+    assert float(flowsim.relative_error(few, reverse)) > 1.0
 
 
 def test_rbp_matches_closed_form_and_converges_to_implicit():
@@ -106,11 +107,13 @@ def test_rbp_matches_closed_form_and_converges_to_implicit():
     steps = 25
     g = z_star - yn
     lam = DT * sum(np.linalg.matrix_power(np.eye(N) + DT * a.T, t) for t in range(steps)) @ g
-    grads, _ = flowsim.gradient(flowsim.RBP(steps, DT), system.field, loss, params, z0, x, y)
+    grads, _ = flowsim.gradient(flowsim.RBP(steps, DT, max_steps=1000), system.field, loss,
+                                params, z0, x, y)
     assert_tree_close(grads, {"A": np.outer(lam, z_star), "W": np.outer(lam, xn)}, 1e-9)
     errors = []
     for steps in (25, 100, 1000):
-        grads, _ = flowsim.gradient(flowsim.RBP(steps, DT), system.field, loss, params, z0, x, y)
+        grads, _ = flowsim.gradient(flowsim.RBP(steps, DT, max_steps=1000), system.field, loss,
+                                    params, z0, x, y)
         errors.append(float(flowsim.relative_error(grads, {k: jnp.asarray(v) for k, v in oracle.items()})))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 1e-9

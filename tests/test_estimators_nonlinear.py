@@ -62,15 +62,16 @@ def test_implicit_matches_finite_differences(hopfield):
     grads = oracle(system, params, z0, x, y)
     solver = flowsim.EquilibriumSolver(residual_tol=1e-11)
 
+    @jax.jit
     def equilibrium_loss(b):
         z_star, _ = flowsim.equilibrium(system.field, z0, {**params, "b": b}, x, solver)
-        return float(loss(z_star, y))
+        return loss(z_star, y)
 
     h = 1e-6
     for i in range(N):
         e = np.zeros(N)
         e[i] = h
-        fd = (equilibrium_loss(params["b"] + e) - equilibrium_loss(params["b"] - e)) / (2 * h)
+        fd = float(equilibrium_loss(params["b"] + e) - equilibrium_loss(params["b"] - e)) / (2 * h)
         assert abs(fd - float(grads["b"][i])) < 1e-7
 
 
@@ -109,7 +110,8 @@ def test_rbp_converges_to_implicit_on_asymmetric_net(asymmetric):
     system, params, z0, x, y = asymmetric
     reference = oracle(system, params, z0, x, y)
     errors = [float(flowsim.relative_error(
-        flowsim.gradient(flowsim.RBP(steps, 0.1), system.field, loss, params, z0, x, y)[0],
+        flowsim.gradient(flowsim.RBP(steps, 0.1, max_steps=600), system.field, loss, params,
+                         z0, x, y)[0],
         reference)) for steps in (20, 80, 600)]
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 1e-8
@@ -127,8 +129,8 @@ def test_bptt_approaches_oracle_as_horizon_grows(asymmetric):
     reference = oracle(system, params, z0, x, y)
     errors = []
     for steps in (20, 80, 400):
-        grads, info = flowsim.gradient(flowsim.BPTT(steps, 0.1), system.field, loss, params,
-                                       z0, x, y)
+        grads, info = flowsim.gradient(flowsim.BPTT(steps, 0.1, max_steps=400), system.field,
+                                       loss, params, z0, x, y)
         errors.append(float(flowsim.relative_error(grads, reference)))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 1e-6

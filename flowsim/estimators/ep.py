@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from .._equilibrium import EquilibriumSolver, equilibrium
 from .._fields import loss_gradients
-from .._relax import relax
+from .._relax import horizon, relax
 from .._trees import tree_add, tree_scale, tree_sub
 from ._base import AbstractEstimator, finish, vjp_params
 from ._nudge import nudged_field
@@ -28,18 +28,27 @@ from ._nudge import nudged_field
 class EP(AbstractEstimator):
     """Equilibrium propagation with nudge ``beta`` and a nudged phase of ``steps``."""
 
-    beta: float = eqx.field(converter=jnp.asarray)
-    steps: int = eqx.field(static=True)
-    dt: float = eqx.field(converter=jnp.asarray)
-    symmetric: bool = eqx.field(static=True, default=True)
-    equilibrium: EquilibriumSolver = EquilibriumSolver()
+    beta: jax.Array
+    steps: jax.Array
+    dt: jax.Array
+    symmetric: bool = eqx.field(static=True)
+    equilibrium: EquilibriumSolver
+    max_steps: int = eqx.field(static=True)
+
+    def __init__(self, beta, steps, dt, symmetric=True, equilibrium=EquilibriumSolver(), *,
+                 max_steps=None):
+        self.beta = jnp.asarray(beta)
+        self.steps, self.max_steps = horizon(steps, max_steps)
+        self.dt = jnp.asarray(dt)
+        self.symmetric = bool(symmetric)
+        self.equilibrium = equilibrium
 
     def estimate(self, field, loss, params, z0, x, y):
         z_star, eq_info = equilibrium(field, z0, params, x, self.equilibrium)
 
         def nudge(beta):
             return relax(nudged_field(field, loss, y, beta), z_star, params, x,
-                         steps=self.steps, dt=self.dt)
+                         steps=self.steps, dt=self.dt, max_steps=self.max_steps)
 
         z_plus = nudge(self.beta)
         if self.symmetric:

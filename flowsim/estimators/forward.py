@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from .._diagnostics import residual
-from .._relax import relax
+from .._relax import horizon, relax
 from .._results import RESULTS
 from ._base import AbstractEstimator, finish
 
@@ -25,10 +25,19 @@ from ._base import AbstractEstimator, finish
 class Forward(AbstractEstimator):
     """Forward-mode gradient of L(z_T); optionally k random tangent directions."""
 
-    steps: int = eqx.field(static=True)
-    dt: float = eqx.field(converter=jnp.asarray)
-    directions: int | None = eqx.field(static=True, default=None)
-    key: jax.Array | None = None
+    steps: jax.Array
+    dt: jax.Array
+    directions: int | None = eqx.field(static=True)
+    key: jax.Array | None
+    max_steps: int = eqx.field(static=True)
+
+    def __init__(self, steps, dt, directions=None, key=None, *, max_steps=None):
+        self.steps, self.max_steps = horizon(steps, max_steps)
+        self.dt = jnp.asarray(dt)
+        if directions is not None and (isinstance(directions, bool) or directions < 1):
+            raise ValueError(f"directions must be None or a positive int, got {directions!r}")
+        self.directions = directions
+        self.key = key
 
     def estimate(self, field, loss, params, z0, x, y):
         flat, unravel = ravel_pytree(params)
@@ -36,7 +45,7 @@ class Forward(AbstractEstimator):
         def objective(flat_params):
             p = unravel(flat_params)
             z_t = relax(field, z0, p, x, steps=self.steps, dt=self.dt,
-                        adjoint=diffrax.ForwardMode())
+                        adjoint=diffrax.ForwardMode(), max_steps=self.max_steps)
             return loss(z_t, p, y)
 
         if self.directions is None:
@@ -46,6 +55,7 @@ class Forward(AbstractEstimator):
             tangents = jax.random.normal(key, (self.directions, flat.size), flat.dtype)
             slopes = jax.vmap(lambda v: jax.jvp(objective, (flat,), (v,))[1])(tangents)
             flat_grad = slopes @ tangents / self.directions
-        z_t = relax(field, z0, params, x, steps=self.steps, dt=self.dt)
+        z_t = relax(field, z0, params, x, steps=self.steps, dt=self.dt,
+                    max_steps=self.max_steps)
         info = {"loss": loss(z_t, params, y), "residual": residual(field, z_t, params, x)}
         return finish(unravel(flat_grad), RESULTS.successful, info)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from .._equilibrium import EquilibriumSolver, equilibrium
 from .._fields import loss_gradients
-from .._relax import relax
+from .._relax import horizon, relax
 from .._trees import tree_add, tree_scale
 from ._base import AbstractEstimator, finish, vjp_params
 from ._nudge import nudged_field
@@ -28,11 +28,22 @@ from ._nudge import nudged_field
 class HolomorphicEP(AbstractEstimator):
     """Holomorphic EP with ``points`` complex nudges of modulus ``radius``."""
 
-    radius: float = eqx.field(converter=jnp.asarray)
+    radius: jax.Array
     points: int = eqx.field(static=True)
-    steps: int = eqx.field(static=True)
-    dt: float = eqx.field(converter=jnp.asarray)
-    equilibrium: EquilibriumSolver = EquilibriumSolver()
+    steps: jax.Array
+    dt: jax.Array
+    equilibrium: EquilibriumSolver
+    max_steps: int = eqx.field(static=True)
+
+    def __init__(self, radius, points, steps, dt, equilibrium=EquilibriumSolver(), *,
+                 max_steps=None):
+        if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+            raise ValueError(f"points must be an int >= 2, got {points!r}")
+        self.radius = jnp.asarray(radius)
+        self.points = points
+        self.steps, self.max_steps = horizon(steps, max_steps)
+        self.dt = jnp.asarray(dt)
+        self.equilibrium = equilibrium
 
     def estimate(self, field, loss, params, z0, x, y):
         z_star, eq_info = equilibrium(field, z0, params, x, self.equilibrium)
@@ -43,7 +54,7 @@ class HolomorphicEP(AbstractEstimator):
         def nudge(phase):
             beta = (self.radius * phase).astype(complex_dtype)
             return relax(nudged_field(field, loss, y, beta), z_complex, params, x,
-                         steps=self.steps, dt=self.dt)
+                         steps=self.steps, dt=self.dt, max_steps=self.max_steps)
 
         with warnings.catch_warnings():
             # diffrax warns on complex states in general; an explicit Euler step

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from .._equilibrium import EquilibriumSolver, equilibrium
 from .._fields import loss_gradients
-from .._relax import relax
+from .._relax import horizon, relax
 from .._trees import tree_add, tree_norm
 from ._base import AbstractEstimator, finish, vjp_params, vjp_state
 
@@ -21,9 +21,15 @@ from ._base import AbstractEstimator, finish, vjp_params, vjp_state
 class RBP(AbstractEstimator):
     """Finite-time adjoint ODE at z* (Almeida–Pineda recurrent backprop)."""
 
-    steps: int = eqx.field(static=True)
-    dt: float = eqx.field(converter=jnp.asarray)
-    equilibrium: EquilibriumSolver = EquilibriumSolver()
+    steps: jax.Array
+    dt: jax.Array
+    equilibrium: EquilibriumSolver
+    max_steps: int = eqx.field(static=True)
+
+    def __init__(self, steps, dt, equilibrium=EquilibriumSolver(), *, max_steps=None):
+        self.steps, self.max_steps = horizon(steps, max_steps)
+        self.dt = jnp.asarray(dt)
+        self.equilibrium = equilibrium
 
     def estimate(self, field, loss, params, z0, x, y):
         z_star, eq_info = equilibrium(field, z0, params, x, self.equilibrium)
@@ -34,7 +40,8 @@ class RBP(AbstractEstimator):
             return tree_add(transpose(lam), dldz)
 
         lam0 = jax.tree.map(lambda g: 0.0 * g, dldz)
-        lam = relax(adjoint_field, lam0, None, None, steps=self.steps, dt=self.dt)
+        lam = relax(adjoint_field, lam0, None, None, steps=self.steps, dt=self.dt,
+                    max_steps=self.max_steps)
         grads = tree_add(vjp_params(field, z_star, params, x, lam), dldtheta)
         info = {
             "loss": loss(z_star, params, y),

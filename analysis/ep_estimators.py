@@ -1,0 +1,201 @@
+r"""ep-estimators: every estimator held against the oracle, and why they differ.
+
+Two systems at fixed random parameters: a continuous Hopfield net (gradient
+field, symmetric F_z: EP is consistent) and an asymmetric tanh net
+(non-symmetric F_z: vector-field EP converges to −F_θᵀF_z⁻¹L_z, not the
+gradient). For each, the oracle (``Implicit``) and four sweeps:
+
+* nudged/adjoint phase length: EP (symmetric, one-sided), holomorphic EP, RBP;
+* β at the longest phase (EP error O(β) one-sided, O(β²) symmetric);
+* holomorphic radius at the longest phase;
+* BPTT horizon T, with the free-phase residual ‖F(z_T)‖: BPTT differentiates
+  L(z_T), which meets the equilibrium gradient only as the residual vanishes.
+"""
+
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+
+import flowsim
+from flowsim.run import at_least, positive
+from flowsim.systems import AsymmetricTanh, Hopfield
+
+CONSTRAINTS = {
+    "dt": positive,
+    "radius": positive,
+    "points": at_least(2),
+    **{f"{s}.{k}": at_least(1) for s in ("hopfield", "asymmetric")
+       for k in ("state", "inputs", "batch")},
+    "hopfield.gain": positive,
+    "asymmetric.gain": positive,
+}
+SYSTEMS = {"hopfield": Hopfield, "asymmetric": AsymmetricTanh}
+
+
+def _loss(z, y):
+    return 0.5 * jnp.sum((z - y) ** 2)
+
+
+def make_problem(name, options, key):
+    system = SYSTEMS[name](options["state"], options["inputs"])
+    k_params, k_x, k_y = jax.random.split(key, 3)
+    params = system.init_params(k_params, gain=options["gain"])
+    shape = (options["batch"],)
+    x = jax.random.normal(k_x, shape + (options["inputs"],))
+    y = 0.5 * jax.random.normal(k_y, shape + (options["state"],))
+    return system, params, jnp.zeros(shape + (options["state"],)), x, y
+
+
+def jobs(config):
+    """(sweep, label, estimator) for every estimate the study makes."""
+    dt, longest, beta_min = config["dt"], max(config["phase_steps"]), min(config["betas"])
+    # One static loop bound per sweep: every length under it shares a compilation.
+    bound = {"max_steps": longest}
+    for steps in config["phase_steps"]:
+        yield "phase", "ep_symmetric", flowsim.EP(beta_min, steps, dt, True, **bound)
+        yield "phase", "ep_one_sided", flowsim.EP(beta_min, steps, dt, False, **bound)
+        yield "phase", "holomorphic_ep", flowsim.HolomorphicEP(
+            config["radius"], config["points"], steps, dt, **bound)
+        yield "phase", "rbp", flowsim.RBP(steps, dt, **bound)
+    for beta in config["betas"]:
+        yield "beta", "ep_symmetric", flowsim.EP(beta, longest, dt, True, **bound)
+        yield "beta", "ep_one_sided", flowsim.EP(beta, longest, dt, False, **bound)
+    for radius in config["radii"]:
+        yield "radius", "holomorphic_ep", flowsim.HolomorphicEP(
+            radius, config["points"], longest, dt, **bound)
+    for steps in config["horizons"]:
+        yield "horizon", "bptt", flowsim.BPTT(steps, dt, max_steps=max(config["horizons"]))
+
+
+def _row(sweep, label, estimator, name):
+    return {
+        "sweep": sweep, "system": name, "estimator": label,
+        "steps": int(estimator.steps) if hasattr(estimator, "steps") else "",
+        "beta": float(estimator.beta) if hasattr(estimator, "beta") else "",
+        "radius": float(estimator.radius) if hasattr(estimator, "radius") else "",
+    }
+
+
+def run(config, ctx):
+    key = jax.random.PRNGKey(ctx.seed)
+    rows, status, reasons = [], "ok", []
+    work = [(name, job) for name in SYSTEMS for job in jobs(config)]
+    problems, oracles = {}, {}
+    for name, key_system in zip(SYSTEMS, jax.random.split(key, len(SYSTEMS))):
+        problems[name] = make_problem(name, config[name], key_system)
+        system, params, z0, x, y = problems[name]
+        oracles[name], info = flowsim.gradient(flowsim.Implicit(), system.field, _loss,
+                                               params, z0, x, y)
+        if flowsim.result_name(info["result"]) != "successful":
+            status = "failed"
+            reasons.append(f"{name} oracle: {flowsim.result_name(info['result'])}")
+        ctx.log(f"{name}: oracle GMRES steps {int(info['gmres_steps'])}, adjoint residual "
+                f"{float(info['adjoint_residual']):.1e}, equilibrium residual "
+                f"{float(info['residual']):.1e}")
+    for name, (sweep, label, estimator) in ctx.progress(work, desc="estimators"):
+        system, params, z0, x, y = problems[name]
+        grads, info = flowsim.gradient(estimator, system.field, _loss, params, z0, x, y)
+        rows.append({
+            **_row(sweep, label, estimator, name),
+            "cos": float(flowsim.cosine(grads, oracles[name])),
+            "rel_error": float(flowsim.relative_error(grads, oracles[name])),
+            "residual": float(info["residual"]),
+            "result": flowsim.result_name(info["result"]),
+        })
+    ctx.write_metrics(rows)
+    _plot_phase(rows, ctx.plot_path("cos_vs_phase_length"))
+    _plot_horizon(rows, ctx.plot_path("bptt_vs_residual"))
+    _plot_nudge(rows, ctx.plot_path("error_vs_nudge"))
+    summary = _headline(rows, config)
+    failed = [r for r in rows if r["result"] != "successful"]
+    if failed:
+        reasons.append(f"{len(failed)} estimates failed")
+    summary.update(status="failed" if reasons else status, reason="; ".join(reasons))
+    return summary
+
+
+def _pick(rows, **match):
+    return [r for r in rows if all(r[k] == v for k, v in match.items())]
+
+
+def _headline(rows, config):
+    longest, beta_min = max(config["phase_steps"]), min(config["betas"])
+
+    def at_longest(system, estimator):
+        (row,) = _pick(rows, sweep="phase", system=system, estimator=estimator, steps=longest)
+        return row["cos"]
+
+    summary = {
+        "cos_ep_oracle_symmetric": at_longest("hopfield", "ep_symmetric"),
+        "cos_ep_oracle_asymmetric": at_longest("asymmetric", "ep_symmetric"),
+        "cos_rbp_oracle_asymmetric": at_longest("asymmetric", "rbp"),
+        "cos_hep_oracle_symmetric": at_longest("hopfield", "holomorphic_ep"),
+        "ep_beta": beta_min,
+        "phase_steps": longest,
+    }
+    for system in SYSTEMS:
+        horizon = _pick(rows, sweep="horizon", system=system)
+        best = min(horizon, key=lambda r: r["residual"])
+        suffix = "" if system == "asymmetric" else f"_{system}"
+        summary[f"cos_bptt_oracle_at_min_residual{suffix}"] = best["cos"]
+        summary[f"min_residual{suffix}"] = best["residual"]
+        first = _pick(rows, sweep="phase", system=system, estimator="ep_symmetric")[0]
+        summary[f"cos_ep_oracle_shortest_phase_{system}"] = first["cos"]
+    return summary
+
+
+def _plot_phase(rows, path):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, system in zip(axes, SYSTEMS):
+        for estimator in ("ep_symmetric", "ep_one_sided", "holomorphic_ep", "rbp"):
+            sel = _pick(rows, sweep="phase", system=system, estimator=estimator)
+            ax.semilogx([r["steps"] for r in sel], [r["cos"] for r in sel], "o-",
+                        label=estimator)
+        ax.set_title(f"{system}: cos(estimate, oracle)")
+        ax.set_xlabel("nudged / adjoint phase length (Euler steps)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("cosine with the oracle")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_horizon(rows, path):
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for system in SYSTEMS:
+        sel = _pick(rows, sweep="horizon", system=system)
+        ax.loglog([r["residual"] for r in sel], [max(1 - r["cos"], 1e-17) for r in sel], "o-",
+                  label=system)
+        for r in sel:
+            ax.annotate(f"T={r['steps']}", (r["residual"], max(1 - r["cos"], 1e-17)),
+                        fontsize=6)
+    ax.set_xlabel(r"free-phase residual $\|F(z_T)\|$")
+    ax.set_ylabel(r"$1 - \cos(\mathrm{oracle}, \mathrm{BPTT}_T)$")
+    ax.set_title("BPTT meets the equilibrium gradient as the residual vanishes")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_nudge(rows, path):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for system in SYSTEMS:
+        for estimator in ("ep_symmetric", "ep_one_sided"):
+            sel = _pick(rows, sweep="beta", system=system, estimator=estimator)
+            axes[0].loglog([r["beta"] for r in sel], [r["rel_error"] for r in sel], "o-",
+                           label=f"{system} {estimator}")
+        sel = _pick(rows, sweep="radius", system=system)
+        axes[1].loglog([r["radius"] for r in sel], [r["rel_error"] for r in sel], "o-",
+                       label=f"{system} holomorphic_ep")
+    axes[0].set_xlabel(r"$\beta$")
+    axes[1].set_xlabel("holomorphic radius r")
+    for ax in axes:
+        ax.set_ylabel("relative error vs oracle")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
