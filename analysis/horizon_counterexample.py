@@ -71,10 +71,7 @@ def run(config, ctx):
                      "grad_closed_form": reference, "abs_error": abs(grad - reference)})
     ctx.write_metrics(rows)
     _plot(rows, config, ctx.plot_path("grad_vs_rho"))
-    oracle_ok = flowsim.result_name(oracle_info["result"]) == "successful"
-    return {
-        "status": "ok" if oracle_ok else "failed",
-        "reason": "" if oracle_ok else flowsim.result_name(oracle_info["result"]),
+    summary = {
         "rho": 1.0 - dt * k,
         "grad_equilibrium": float(oracle["k"]),
         "grad_finite_horizon": bptt,
@@ -83,6 +80,10 @@ def run(config, ctx):
         "max_abs_error": abs(bptt - exact),
         "max_rel_error_sweep": max(relative_errors),
     }
+    if flowsim.result_name(oracle_info["result"]) != "successful":
+        summary.update(status="failed",
+                       reason=f"oracle: {flowsim.result_name(oracle_info['result'])}")
+    return summary
 
 
 def _plot(rows, config, path):
