@@ -1,0 +1,135 @@
+"""KL closed forms (seeds 000/001): Monte Carlo, naive (..., V, K) logits, full-covariance transport."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.stats
+
+from flowsim.fep import FreeEnergy, GaugeTransport, IdentityTransport, kl, kl_log_sigma, kl_logits
+
+
+def test_kl_matches_monte_carlo():
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    K = 3
+    mu_q, mu_p = jax.random.normal(k1, (2, K))
+    sig_q, sig_p = jnp.exp(0.3 * jax.random.normal(k2, (2, K)))
+    n = 400_000
+    zs = np.asarray(mu_q + sig_q * jax.random.normal(k3, (n, K)))
+    m_q, s_q, m_p, s_p = map(np.asarray, (mu_q, sig_q, mu_p, sig_p))
+    log_ratio = np.sum(scipy.stats.norm.logpdf(zs, m_q, s_q) - scipy.stats.norm.logpdf(zs, m_p, s_p), -1)
+    mc, stderr = log_ratio.mean(), log_ratio.std() / np.sqrt(n)
+    exact = kl(mu_q, sig_q, mu_p, sig_p)
+    assert abs(mc - exact) < 5 * stderr, (mc, exact, stderr)  # 5 standard errors
+    assert jnp.allclose(kl_log_sigma(mu_q, jnp.log(sig_q), mu_p, jnp.log(sig_p)), exact, rtol=1e-12)
+    assert abs(kl(mu_q, sig_q, mu_q, sig_q)) < 1e-14
+
+
+def test_kl_logits_matches_naive():
+    keys = jax.random.split(jax.random.PRNGKey(1), 4)
+    V, K, tau = 11, 5, 0.7
+    mu_q = jax.random.normal(keys[0], (2, 3, K))
+    sig_q = jnp.exp(0.4 * jax.random.normal(keys[1], (2, 3, K)))
+    mu_pi = 2 * jax.random.normal(keys[2], (V, K))
+    sig_pi = jnp.exp(0.4 * jax.random.normal(keys[3], (V, K)))
+    m, s, mp, sp = map(np.asarray, (mu_q, sig_q, mu_pi, sig_pi))
+    full = ((s[..., None, :] / sp) ** 2 + ((m[..., None, :] - mp) / sp) ** 2 - 1
+            - 2 * np.log(s[..., None, :] / sp))  # the naive (2, 3, V, K) tensor
+    naive = -0.5 * full.sum(-1) / tau
+    fast = jax.jit(kl_logits)(mu_q, sig_q, mu_pi, sig_pi, tau)
+    assert fast.shape == (2, 3, V)
+    np.testing.assert_allclose(fast, naive, rtol=1e-10, atol=1e-10)
+
+
+def test_kl_logits_memory_at_gpt2_vocabulary():
+    """XLA's own buffer accounting for V=50257, K=64, 1024 positions (float32): < 2 GB."""
+    V, K, P = 50_257, 64, 1024
+    f32 = jnp.float32
+    args = (jax.ShapeDtypeStruct((P, K), f32), jax.ShapeDtypeStruct((P, K), f32),
+            jax.ShapeDtypeStruct((V, K), f32), jax.ShapeDtypeStruct((V, K), f32))
+    compiled = jax.jit(lambda a, b, c, d: kl_logits(a, b, c, d, 1.0)).lower(*args).compile()
+    mem = compiled.memory_analysis()
+    peak = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
+    naive_bytes = P * V * K * 4  # a (P, V, K) float32 tensor: 13 GB
+    assert peak < 2e9 and peak < naive_bytes / 10, peak
+
+
+def _full_gaussian_kl(m0, S0, m1, S1):
+    """KL(N(m0, S0) || N(m1, S1)) with dense matrices (numpy)."""
+    K = m0.shape[0]
+    S1inv = np.linalg.inv(S1)
+    d = m1 - m0
+    return 0.5 * (np.trace(S1inv @ S0) + d @ S1inv @ d - K
+                  + np.linalg.slogdet(S1)[1] - np.linalg.slogdet(S0)[1])
+
+
+def _np_kl(mq, sq, mp, sp):
+    return 0.5 * np.sum((sq / sp) ** 2 + ((mq - mp) / sp) ** 2 - 1 - 2 * np.log(sq / sp))
+
+
+def test_gauge_transport_matches_full_covariance_kl():
+    keys = jax.random.split(jax.random.PRNGKey(2), 3)
+    B, N, K = 2, 3, 4
+    mu = jax.random.normal(keys[0], (B, N, K))
+    ls = 0.3 * jax.random.normal(keys[1], (B, N, K))
+    phi = 0.5 * jax.random.normal(keys[2], (N, K, K))
+    gauge = jax.jit(GaugeTransport().pairwise_kl)
+    got = np.asarray(gauge(mu, ls, phi))
+    ident = jax.jit(IdentityTransport().pairwise_kl)(mu, ls, None)
+    np.testing.assert_allclose(gauge(mu, ls, 0 * phi), ident, rtol=1e-10, atol=1e-12)
+    mu, ls, phi = map(np.asarray, (mu, ls, phi))
+    gen = phi - np.swapaxes(phi, -1, -2)
+    ref = np.zeros((B, N, N))
+    for b in range(B):
+        for i in range(N):
+            for j in range(N):
+                omega = scipy.linalg.expm(gen[i]) @ scipy.linalg.expm(-gen[j])
+                S_j = omega @ np.diag(np.exp(2 * ls[b, j])) @ omega.T
+                ref[b, i, j] = _full_gaussian_kl(mu[b, i], np.diag(np.exp(2 * ls[b, i])), omega @ mu[b, j], S_j)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-10)
+
+
+def test_free_energy_matches_loop_reference():
+    """F against an explicit loop over b, i, j (raw JAX, no vectorisation)."""
+    from flowsim.fep import init_priors
+
+    V, N, K, B = 5, 3, 2, 2
+    fe = FreeEnergy(alpha=0.7, lambda_beta=1.3, lambda_obs=2.0, tau=0.8, kappa=0.5)
+    pr = init_priors(jax.random.PRNGKey(3), V, N, K, IdentityTransport())
+    pr = pr.__class__(pr.pos_mu + 0.3, pr.pos_log_sigma - 0.1, pr.tok_mu, pr.tok_log_sigma + 0.2, None)
+    mu = jax.random.normal(jax.random.PRNGKey(4), (B, N, K))
+    ls = 0.2 * jax.random.normal(jax.random.PRNGKey(5), (B, N, K))
+    y = jax.random.randint(jax.random.PRNGKey(6), (B, N), 0, V)
+    m, sig, y_ = np.asarray(mu), np.exp(np.asarray(ls)), np.asarray(y)
+    pm, ps = np.asarray(pr.pos_mu), np.exp(np.asarray(pr.pos_log_sigma))
+    tm, ts = np.asarray(pr.tok_mu), np.exp(np.asarray(pr.tok_log_sigma))
+    total = 0.0
+    for b in range(B):
+        for i in range(N):
+            total += fe.alpha * _np_kl(m[b, i], sig[b, i], pm[i], ps[i])
+            kls = np.array([_np_kl(m[b, i], sig[b, i], m[b, j], sig[b, j]) for j in range(i + 1)])
+            beta = np.exp(-kls / fe.kappa) / np.sum(np.exp(-kls / fe.kappa))
+            total += fe.lambda_beta * np.sum(beta * kls)
+            logits = np.array([-_np_kl(m[b, i], sig[b, i], tm[v], ts[v]) / fe.tau for v in range(V)])
+            total += fe.lambda_obs * (np.log(np.sum(np.exp(logits))) - logits[y_[b, i]])
+    np.testing.assert_allclose(jax.jit(fe)((mu, ls), pr, y), total, rtol=1e-10)
+    fe_bn = FreeEnergy(alpha=0.7, lambda_beta=1.3, lambda_obs=2.0, tau=0.8, kappa=0.5,
+                       ce_reduction="sum_over_BN")
+    ce_sum = jax.jit(fe.terms)((mu, ls), pr, y)["ce"]
+    ce_bn = jax.jit(fe_bn.terms)((mu, ls), pr, y)["ce"]
+    np.testing.assert_allclose(ce_bn, ce_sum / (B * N), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", [{"tau": 0.0}, {"tau": -1.0}, {"kappa": 0.0}, {"ce_reduction": "mean"}])
+def test_bad_options_raise(kwargs):
+    with pytest.raises(ValueError):
+        FreeEnergy(**kwargs)
+
+
+@pytest.mark.parametrize("V,K", [(1, 4), (4, 0)])
+def test_bad_sizes_raise(V, K):
+    from flowsim.fep import init_priors
+
+    with pytest.raises(ValueError):
+        init_priors(jax.random.PRNGKey(0), V, 3, K, IdentityTransport())
