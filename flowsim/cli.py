@@ -3,6 +3,7 @@
     flowsim list
     flowsim run NAME|PATH.toml [--set key.sub=value]... [--out DIR] [--seed N]
     flowsim show DIR
+    flowsim resume DIR
 
 Exit codes: 0 ok, 1 failed, 2 bad input (one ``flowsim: error: ...`` line on
 stderr and no run directory), 3 diverged, 130 interrupted.
@@ -39,6 +40,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run directory (new or empty; default runs/<name>-<time>)")
     run.add_argument("--seed", type=int, help="random seed (sets config.seed)")
 
+    resume = commands.add_parser("resume", help="continue an interrupted run from its last checkpoint")
+    resume.add_argument("directory", type=Path, metavar="DIR")
+
     show = commands.add_parser("show", help="print a run directory's summary, config, metrics and plots")
     show.add_argument("directory", type=Path, metavar="DIR")
     return parser
@@ -70,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             return _command_list()
         if args.command == "run":
             return _command_run(args, argv)
+        if args.command == "resume":
+            from flowsim.train.resume import resume_run
+
+            return resume_run(args.directory, ["flowsim", *argv])
         print(describe_run(args.directory))
         return 0
     except BadInput as error:

@@ -43,3 +43,42 @@ def test_unknown_scenario_suggests_the_nearest(capsys):
     assert main(["run", "ep-estimator"]) == 2
     err = capsys.readouterr().err
     assert "ep-estimators" in err and len(err.strip().splitlines()) == 1
+
+
+TINY_TRAIN = ["model.context=4", "model.embed=3", "model.state=8", "model.hidden=8",
+              "model.t1=10", "model.dt=0.2", "train.steps=4", "train.batch=8",
+              "train.eval_every=2", "train.checkpoint_every=2", "train.eval_batch=16",
+              "train.rho_samples=2"]
+
+
+def test_resume_through_the_cli_continues_to_the_same_numbers(tmp_path):
+    def run(out):
+        argv = ["run", "ep-train", "--out", str(out)]
+        for setting in TINY_TRAIN:
+            argv += ["--set", setting]
+        return main(argv)
+
+    assert run(tmp_path / "full") == 0
+    assert run(tmp_path / "cut") == 0
+    # Make "cut" look interrupted after checkpoint 2: drop the later checkpoint
+    # files and the summary's claim.
+    checkpoints = tmp_path / "cut" / "checkpoints"
+    for path in checkpoints.glob("step_00000004*"):
+        path.unlink()
+    (tmp_path / "cut" / "summary.json").write_text('{"status": "running"}')
+    kept = {p.name: p.stat().st_mtime_ns for p in checkpoints.glob("step_00000002*")}
+    assert kept
+    assert main(["resume", str(tmp_path / "cut")]) == 0
+    # It continued from checkpoint 2 (left untouched) and wrote checkpoint 4 again.
+    assert {p.name: p.stat().st_mtime_ns for p in checkpoints.glob("step_00000002*")} == kept
+    assert list(checkpoints.glob("step_00000004*"))
+    full = json.loads((tmp_path / "full" / "summary.json").read_text())
+    resumed = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    for key in ("val_ce", "best_val_ce", "rho", "residual", "steps"):
+        assert resumed[key] == full[key]
+
+
+def test_resume_of_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert main(["resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a run directory" in err[0]

@@ -1,0 +1,40 @@
+r"""ep-fixes: seed 002's two fixes, from the same pre-drift EP checkpoint as ep-decisive.
+
+1. ``forward``: forward-mode (RTRL) training of the deployed L(z_T).
+   ``forward.directions = 0`` is exact forward mode (dim θ tangents: the same
+   gradient as BPTT, affordable only at small sizes); k > 0 carries k random
+   tangents (an unbiased but noisy estimate).
+2. ``<ep flavour>+penalty``: the EP estimator of the source run plus the
+   contraction penalty λ·E_v Σ_t log(‖Φ_z v_t‖/‖v_t‖) (``penalty.weight``).
+
+Both continue the source's trajectory (its batches and optimiser state). Rows
+carry an ``estimator`` column; cosines are against the oracle (``Implicit``).
+"""
+
+from analysis import char_training as ct
+from analysis.ep_decisive import CONSTRAINTS as _DECISIVE, checkpoint_dir, continue_from
+from analysis.ep_wall import plot
+from flowsim.run import positive
+
+CONSTRAINTS = {**_DECISIVE, "penalty.weight": positive}
+
+
+def run(config, ctx):
+    d = config["decisive"]
+    ep_name = d["source_subdir"]
+    tag = f"{ep_name}+penalty"
+    kept = ct.kept_rows(ctx, {t: checkpoint_dir(ctx, t) for t in ("forward", tag)}, key="estimator")
+    runs = {}
+    runs["forward"], start, _ = continue_from(config, ctx, d, "forward", kept,
+                                              oracle_estimator=ct.oracle(config))
+    runs[tag], _, _ = continue_from(config, ctx, d, ep_name, kept, config["penalty"]["weight"],
+                                    oracle_estimator=ct.oracle(config), tag=tag)
+    plot({n: o.rows for n, o in runs.items()}, ctx.plot_path("fixes"))
+    out = {"status": "ok", "start_step": start}
+    for name, o in runs.items():
+        key = name.replace("+", "_")
+        out.update({f"{key}_status": o.status, f"{key}_best_val_ce": o.best_val_ce,
+                    f"{key}_val_ce": o.rows[-1]["val_ce"], f"{key}_rho": o.rows[-1]["rho"],
+                    f"{key}_residual": o.rows[-1]["residual"], f"{key}_steps": o.step,
+                    f"{key}_reason": o.reason or ""})
+    return out

@@ -1,0 +1,1 @@
+"""Models: parameter pytrees with their ``field`` and ``loss`` functions."""

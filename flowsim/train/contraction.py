@@ -1,0 +1,75 @@
+r"""The contraction penalty (seed 002's homeostat), estimated with JVPs.
+
+Along the deployed relaxation z_0, …, z_{T−1} of Φ(z) = z + ε F(z), with K
+random directions v_{t,k} ~ N(0, I) per step,
+
+    R(θ) = (1/K) Σ_k Σ_{t<T} log( ‖Φ_z(z_t) v_{t,k}‖ / ‖v_{t,k}‖ ),
+    Φ_z v = v + ε F_z(z_t) v          (one JVP of the field).
+
+R is a Monte-Carlo estimate of the sum of the log stretch rates of the
+relaxation: it grows toward 0 as ρ(Φ_z) → 1. Adding λ ∇_θ R to any
+estimator's gradient pushes the dynamics to keep contracting. Norms are taken
+over the whole state pytree (for a batch of states, one norm over the batch).
+
+``through_states=False`` (default) holds the states z_t fixed and
+differentiates only the explicit θ-dependence of F_z: the local rule a
+physical system could apply with a second nearby trajectory. With
+``through_states=True`` the gradient also flows through z_t(θ) (reverse mode
+through the relaxation), the exact gradient of R.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from .._relax import relax_trajectory
+
+
+class ContractionPenalty(eqx.Module):
+    """λ·R(θ) with R the summed log stretch rate along T steps of ε (see module docstring)."""
+
+    weight: float
+    steps: int = eqx.field(static=True)
+    dt: float
+    directions: int = eqx.field(static=True, default=1)
+    through_states: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        if self.directions < 1 or self.steps < 1:
+            raise ValueError("ContractionPenalty needs steps >= 1 and directions >= 1")
+
+    def states(self, field, params, z0, x):
+        """z_0, …, z_{T−1} (leading axis T), with gradients cut unless ``through_states``."""
+        trajectory = relax_trajectory(field, z0, params, x, steps=self.steps, dt=self.dt)
+        states = jax.tree.map(lambda u: u[:-1], trajectory)
+        return states if self.through_states else jax.lax.stop_gradient(states)
+
+    def stretch(self, field, params, states, x, key):
+        """R given the states: (1/K) Σ_k Σ_t log(‖Φ_z(z_t) v‖/‖v‖)."""
+        first = jax.tree.map(lambda u: u[0], states)
+        flat0, unravel = ravel_pytree(first)
+        flat_states = jax.vmap(lambda s: ravel_pytree(s)[0])(states)
+        directions = jax.random.normal(key, (self.steps, self.directions, flat0.size),
+                                       flat0.dtype)
+
+        def log_ratio(z_flat, v):
+            f = lambda u: ravel_pytree(field(unravel(u), params, x))[0]
+            _, jv = jax.jvp(f, (z_flat,), (v,))
+            return jnp.log(jnp.linalg.norm(v + self.dt * jv)) - jnp.log(jnp.linalg.norm(v))
+
+        per_step = jax.vmap(lambda z, vs: jax.vmap(lambda v: log_ratio(z, v))(vs))(
+            flat_states, directions)
+        return jnp.sum(jnp.mean(per_step, axis=1))
+
+    def value(self, field, params, z0, x, key):
+        """R(θ) (without the weight λ)."""
+        return self.stretch(field, params, self.states(field, params, z0, x), x, key)
+
+    def gradient(self, field, params, z0, x, key):
+        """λ ∇_θ R, shaped like ``params``, and R."""
+        value, grads = jax.value_and_grad(lambda p: self.value(field, p, z0, x, key))(params)
+        return jax.tree.map(lambda g: self.weight * g, grads), value
+
+
+__all__ = ["ContractionPenalty"]

@@ -1,0 +1,52 @@
+"""`flowsim resume DIR` refuses what it cannot resume: one BadInput line, nothing touched."""
+
+import copy
+
+import pytest
+
+from flowsim.run.config import BadInput
+from flowsim.run.toml_writer import dumps
+from flowsim.train import checkpoint, config_hash
+from flowsim.train.resume import check_resumable, prepare_resume
+
+from test_train import TINY
+
+
+def _run_dir(tmp_path, config):
+    record = {"scenario": "ep-train", "study": "ep_train", "description": "x", "config": config}
+    (tmp_path / "config.toml").write_text(dumps(record))
+    return tmp_path
+
+
+def _snapshot(directory):
+    return {p: p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(BadInput, match="not a run directory"):
+        prepare_resume(tmp_path)
+
+
+def test_no_checkpoint(tmp_path):
+    directory = _run_dir(tmp_path, copy.deepcopy(TINY))
+    before = _snapshot(directory)
+    with pytest.raises(BadInput, match="holds no checkpoint"):
+        prepare_resume(directory)
+    assert _snapshot(directory) == before
+
+
+def test_checkpoint_from_another_config(tmp_path):
+    config = copy.deepcopy(TINY)
+    directory = _run_dir(tmp_path, config)
+    other = copy.deepcopy(TINY)
+    other["model"]["state"] = 9
+    checkpoint.save(directory / "checkpoints", 4, {"w": __import__("numpy").zeros(2)},
+                    {"config_hash": config_hash(other), "best_val_ce": 3.0})
+    before = _snapshot(directory)
+    with pytest.raises(BadInput, match="written by another config"):
+        prepare_resume(directory)
+    assert _snapshot(directory) == before
+    # the matching config is accepted: the hash survives the config.toml round trip
+    checkpoint.save(directory / "checkpoints", 6, {"w": __import__("numpy").zeros(2)},
+                    {"config_hash": config_hash(config), "best_val_ce": 3.0})
+    assert check_resumable(directory, prepare_resume(directory).config) == 6
