@@ -33,7 +33,7 @@ class Implicit(AbstractEstimator):
     rtol: float = 1e-10
     atol: float = 1e-12
     max_steps: int = 2000
-    restart: int = 50
+    restart: int = 20
     equilibrium: EquilibriumSolver = EquilibriumSolver()
 
     def estimate(self, field, loss, params, z0, x, y):
