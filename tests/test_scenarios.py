@@ -1,10 +1,18 @@
 """Named scenarios end to end through the CLI, checked against closed forms."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from flowsim.cli import main
+from flowsim.data import shakespeare
+
+needs_data = pytest.mark.skipif(
+    not (Path(os.environ.get("FLOWSIM_DATA", "")) / shakespeare.FILENAME).is_file(),
+    reason="no $FLOWSIM_DATA/tinyshakespeare.txt (CI points it at ../shared/data)",
+)
 
 
 def test_horizon_counterexample_matches_closed_form(tmp_path):
@@ -51,6 +59,7 @@ TINY_TRAIN = ["model.context=4", "model.embed=3", "model.state=8", "model.hidden
               "train.rho_samples=2"]
 
 
+@needs_data
 def test_resume_through_the_cli_continues_to_the_same_numbers(tmp_path):
     def run(out):
         argv = ["run", "ep-train", "--out", str(out)]
