@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optimistix as optx
 
+from .._trees import tree_norm
 from .free_energy import FreeEnergy
 
 
@@ -42,10 +43,6 @@ def qflow_field(fe: FreeEnergy):
         return natural_gradient(fe, z, params, x)
 
     return field
-
-
-def field_norm(dz):
-    return jnp.sqrt(sum(jnp.sum(d**2) for d in jax.tree_util.tree_leaves(dz)))
 
 
 class QFlow(eqx.Module):
@@ -90,7 +87,7 @@ class QFlow(eqx.Module):
             "steady": sol.result == diffrax.RESULTS.event_occurred,
             "num_steps": sol.stats["num_steps"],
             "t_final": sol.ts[-1],
-            "residual": field_norm(natural_gradient(fe, z, priors, targets)),
+            "residual": tree_norm(natural_gradient(fe, z, priors, targets)),
         }
         return z, info
 
