@@ -7,7 +7,6 @@ so memory is O(dim z) and a 20,000-dimensional state is cheap).
 """
 
 import equinox as eqx
-import jax.numpy as jnp
 import lineax as lx
 import optimistix as optx
 

@@ -7,7 +7,7 @@ import jax
 
 from .._fields import as_parametrised, loss_gradients
 from .._results import RESULTS
-from .._trees import tree_add, tree_all_finite, tree_nan_like
+from .._trees import tree_all_finite, tree_nan_like
 
 
 class AbstractEstimator(eqx.Module):

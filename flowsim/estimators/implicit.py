@@ -9,7 +9,6 @@ The adjoint system is solved by ``lineax.GMRES`` on the matrix-free transpose
 float32 GMRES breaks down at tight tolerances.
 """
 
-import equinox as eqx
 import jax
 import lineax as lx
 

@@ -8,7 +8,6 @@ runs the Q-flow of F with lambda_obs = 0 for a finite time from z0 and decodes.
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 
 from .diagnostics import free_energy_metrics, prediction_metrics, term_gradient_norms
 from .free_energy import FreeEnergy, init_beliefs
