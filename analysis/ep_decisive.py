@@ -90,6 +90,17 @@ def continue_from(config, ctx, d, name, kept, penalty_weight=None, oracle_estima
     return outcome, step, setup
 
 
+def decide(source_wall, ok, cleared, rho_near, blew_up, median_cos):
+    """The seed's rule: ``(verdict, note)`` with verdict "a", "b" or "inconclusive"."""
+    if not source_wall:
+        return "inconclusive", "the source EP run hit no wall, so there is none to clear"
+    if ok and cleared and rho_near:
+        return "a", "the exact gradient cleared the wall with rho near BPTT's: estimator error"
+    if blew_up and median_cos >= 0.99:
+        return "b", "rho reached 1 or the run diverged while the gradient was exact: structural"
+    return "inconclusive", "neither branch of the rule holds"
+
+
 def run(config, ctx):
     d = config["decisive"]
     long_ep = flowsim.EP(config["ep"]["beta"], d["long_steps"], config["model"]["dt"],
@@ -109,15 +120,8 @@ def run(config, ctx):
     rho_near = max(rhos) <= rho_bptt + d["rho_tol"]
     blew = outcome.status == "diverged" or max(rhos) >= 0.999
     median_cos = statistics.median(cos) if cos else float("nan")
-    note = ""
-    if not summary.get("wall", False):
-        verdict, note = "inconclusive", "the source EP run hit no wall, so there is none to clear"
-    elif outcome.status == "ok" and cleared and rho_near:
-        verdict = "a"
-    elif blew and median_cos >= 0.99:
-        verdict = "b"
-    else:
-        verdict = "inconclusive"
+    verdict, note = decide(bool(summary.get("wall", False)), outcome.status == "ok", cleared,
+                           rho_near, blew, median_cos)
     last = outcome.rows[-1]
     return {"status": "ok", "verdict": verdict, "verdict_note": note,
             "source_wall": bool(summary.get("wall", False)), "start_step": start, "steps": end,
@@ -125,4 +129,8 @@ def run(config, ctx):
             "best_val_ce": outcome.best_val_ce, "val_ce": last["val_ce"], "rho": last["rho"],
             "residual": last["residual"], "rho_max": max(rhos), "rho_bptt_max": rho_bptt,
             "ep_wall_ce": summary["ep_wall_ce"], "cleared_wall": bool(cleared),
-            "median_cos_oracle_long_ep": median_cos}
+            "median_cos_oracle_long_ep": median_cos,
+            # the issue's names for the rule's inputs
+            "rho_bptt": rho_bptt, "rho_final": last["rho"], "val_ce_final": last["val_ce"],
+            "cos_min": min(cos) if cos else float("nan"), "rho_near_bptt": bool(rho_near),
+            "blew_up": bool(blew)}

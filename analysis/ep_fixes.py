@@ -9,7 +9,14 @@ r"""ep-fixes: seed 002's two fixes, from the same pre-drift EP checkpoint as ep-
 
 Both continue the source's trajectory (its batches and optimiser state). Rows
 carry an ``estimator`` column; cosines are against the oracle (``Implicit``).
+``fixes.csv`` is the table: one row per fix (status, reason, best and final
+validation CE, final ρ and residual, whether it cleared the source's wall
+and kept ρ < 1).
 """
+
+import csv
+import json
+from pathlib import Path
 
 from analysis import char_training as ct
 from analysis.ep_decisive import CONSTRAINTS as _DECISIVE, checkpoint_dir, continue_from
@@ -31,6 +38,8 @@ def run(config, ctx):
                                     oracle_estimator=ct.oracle(config), tag=tag)
     plot({n: o.rows for n, o in runs.items()}, ctx.plot_path("fixes"))
     out = {"status": "ok", "start_step": start}
+    wall_ce = json.loads((Path(d["source"]) / "summary.json").read_text())["ep_wall_ce"]
+    write_table(Path(ctx.dir) / "fixes.csv", runs, wall_ce - d["margin"])
     for name, o in runs.items():
         key = name.replace("+", "_")
         out.update({f"{key}_status": o.status, f"{key}_best_val_ce": o.best_val_ce,
@@ -38,3 +47,20 @@ def run(config, ctx):
                     f"{key}_residual": o.rows[-1]["residual"], f"{key}_steps": o.step,
                     f"{key}_reason": o.reason or ""})
     return out
+
+
+def write_table(path, runs, clear_below):
+    """One row per fix: does it clear the wall (best val CE below ``clear_below``) with ρ < 1?"""
+    fields = ("fix", "status", "reason", "steps", "best_val_ce", "val_ce", "rho", "residual",
+              "rho_max", "cleared_wall", "kept_rho_below_1")
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for name, o in runs.items():
+            rhos = [r["rho"] for r in o.rows]
+            writer.writerow({
+                "fix": name, "status": o.status, "reason": o.reason or "", "steps": o.step,
+                "best_val_ce": o.best_val_ce, "val_ce": o.rows[-1]["val_ce"],
+                "rho": o.rows[-1]["rho"], "residual": o.rows[-1]["residual"],
+                "rho_max": max(rhos), "cleared_wall": o.best_val_ce < clear_below,
+                "kept_rho_below_1": max(rhos) < 1.0})

@@ -4,9 +4,20 @@ A relaxation of ``relax_steps`` Euler steps brings the state into the basin;
 optimistix ``Newton`` then solves F(z) = 0 with a lineax ``GMRES`` inner solve
 on the linearisation z ↦ F_z v (``jax.linearize``: F_z is never materialised,
 so memory is O(dim z) and a 20,000-dimensional state is cheap).
+
+Newton has no globalisation: started too far from z* it can wander without
+converging even where the flow itself contracts to z*. If it fails, the
+relaxation goes on for ``retry_relax_steps`` more Euler steps and Newton starts
+again from there, up to ``retries`` times. The flow is the globalisation: z*
+is the equilibrium the dynamics relaxes to. Measured case (the character
+model's EP run of ``ep-wall`` at training step 999, 64 × 128 states): from 150
+relaxation steps Newton wandered at ‖F‖ ≈ 0.08 for 200 iterations; from 300 it
+took 27 iterations; from 1,000, 2 — while ρ(I + dt F_z) at z* was 0.975.
 """
 
 import equinox as eqx
+import jax
+import jax.numpy as jnp
 import lineax as lx
 import optimistix as optx
 
@@ -24,6 +35,8 @@ class EquilibriumSolver(eqx.Module):
         rtol, atol: Newton's tolerances (Cauchy termination on the state and on F).
         max_steps: maximum Newton iterations.
         residual_tol: the solve counts as successful only if ‖F(z*)‖₂ ≤ residual_tol.
+        retries: how many times a failed Newton solve is restarted after
+            ``retry_relax_steps`` more Euler steps of the relaxation (0: never).
         gmres_rtol, gmres_restart, gmres_max_steps: the inner GMRES solve of each
             Newton step. Inexact Newton: a loose inner tolerance costs an extra
             Newton step at most, and the final residual is checked against
@@ -42,6 +55,8 @@ class EquilibriumSolver(eqx.Module):
     gmres_rtol: float = 1e-3
     gmres_restart: int = 20
     gmres_max_steps: int = 2000
+    retries: int = 3
+    retry_relax_steps: int = 500
 
 
 def equilibrium(field, z0, params, x, solver: EquilibriumSolver = EquilibriumSolver()):
@@ -49,9 +64,10 @@ def equilibrium(field, z0, params, x, solver: EquilibriumSolver = EquilibriumSol
 
     Returns:
         ``(z_star, info)``: ``info["residual"]`` is ‖F(z*)‖₂, ``info["newton_steps"]``
-        the Newton iterations, ``info["result"]`` a :class:`flowsim.RESULTS` code
-        (``equilibrium_failed`` if Newton failed or the residual is above
-        ``solver.residual_tol``; ``nonfinite`` if the state diverged).
+        the Newton iterations over all attempts, ``info["retries"]`` the restarts,
+        ``info["result"]`` a :class:`flowsim.RESULTS` code (``equilibrium_failed``
+        if the last Newton attempt failed or its residual is above
+        ``solver.residual_tol``; ``nonfinite`` if the relaxation diverged).
     """
     z = z0
     if solver.relax_steps > 0:
@@ -63,21 +79,41 @@ def equilibrium(field, z0, params, x, solver: EquilibriumSolver = EquilibriumSol
         max_steps=solver.gmres_max_steps,
     )
     newton = optx.Newton(rtol=solver.rtol, atol=solver.atol, linear_solver=linear_solver)
-    sol = optx.root_find(
-        lambda z, args: field(z, params, x),
-        newton,
-        z,
-        max_steps=solver.max_steps,
-        throw=False,
-    )
-    z_star = sol.value
-    residual = tree_norm(field(z_star, params, x))
-    ok = (sol.result == optx.RESULTS.successful) & (residual <= solver.residual_tol)
+
+    def attempt(z_start):
+        sol = optx.root_find(
+            lambda z, args: field(z, params, x),
+            newton,
+            z_start,
+            max_steps=solver.max_steps,
+            throw=False,
+        )
+        residual = tree_norm(field(sol.value, params, x))
+        ok = (sol.result == optx.RESULTS.successful) & (residual <= solver.residual_tol)
+        return sol.value, residual, ok, jnp.asarray(sol.stats["num_steps"], jnp.int32)
+
+    def retry(carry):
+        z_start, _, _, _, newton_steps, k = carry
+        z_start = relax(field, z_start, params, x, steps=solver.retry_relax_steps, dt=solver.dt)
+        z_star, residual, ok, n = attempt(z_start)
+        return z_start, z_star, residual, ok, newton_steps + n, k + 1
+
+    def failed(carry):
+        *_, ok, _, k = carry
+        return ~ok & (k < solver.retries)
+
+    z_star, residual, ok, n = attempt(z)
+    carry = (z, z_star, residual, ok, n, jnp.asarray(0, jnp.int32))
+    if solver.retries > 0:
+        carry = jax.lax.while_loop(failed, retry, carry)
+    z_start, z_star, residual, ok, newton_steps, retries = carry
     result = RESULTS.where(ok, RESULTS.successful, RESULTS.equilibrium_failed)
-    result = RESULTS.where(tree_all_finite(z_star), result, RESULTS.nonfinite)
+    # nonfinite: the dynamics diverged. Newton's own blow-up is a failed solve.
+    result = RESULTS.where(tree_all_finite(z_start), result, RESULTS.nonfinite)
     info = {
         "residual": residual,
-        "newton_steps": sol.stats["num_steps"],
+        "newton_steps": newton_steps,
+        "retries": retries,
         "result": result,
     }
     return z_star, info

@@ -82,3 +82,25 @@ def test_equilibrium_of_a_20000_dimensional_state_stays_matrix_free():
     assert out[0] == "successful"
     assert float(out[1]) < 1e-8
     assert float(out[2]) < 2048  # peak resident MB of the whole process
+
+
+def test_failed_newton_is_retried_after_more_relaxation():
+    """F(z) = −arctan(z − a): the flow contracts to z* = a from anywhere, but
+    undamped Newton, z ← z + arctan(z − a)(1 + (z − a)²), diverges from
+    |z − a| > 1.39. From z − a = 3 with no relaxation Newton fails; one retry
+    after 100 Euler steps of 0.1 (z − a ≈ 0.05 by then) converges to a."""
+    a = jnp.array([0.7, -1.3])
+    field = lambda z, params, x: -jnp.arctan(z - params)
+    z0 = a + 3.0
+    no_retry = flowsim.EquilibriumSolver(relax_steps=0, retries=0)
+    _, info = flowsim.equilibrium(field, z0, a, None, no_retry)
+    assert flowsim.result_name(info["result"]) != "successful"
+    retry = flowsim.EquilibriumSolver(relax_steps=0, retries=2, retry_relax_steps=100)
+    z_star, info = flowsim.equilibrium(field, z0, a, None, retry)
+    assert flowsim.result_name(info["result"]) == "successful"
+    assert int(info["retries"]) == 1
+    np.testing.assert_allclose(z_star, a, rtol=0, atol=1e-12)
+    # a retry that never relaxes far enough is reported as a failure, not a number
+    short = flowsim.EquilibriumSolver(relax_steps=0, retries=2, retry_relax_steps=1)
+    _, info = flowsim.equilibrium(field, z0, a, None, short)
+    assert flowsim.result_name(info["result"]) == "equilibrium_failed" and int(info["retries"]) == 2

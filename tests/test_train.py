@@ -192,6 +192,14 @@ def test_cosines_and_rho_diagnostics(setup, bptt):
     res = [float(flowsim.residual(setup.task.field, *one(i)[:1], params, one(i)[1]))
            for i in range(x.shape[0])]
     assert row["residual"] == pytest.approx(np.mean(res), rel=1e-10)
+    # L(z*) by per-sample Newton against a long plain relaxation (no Newton): same equilibrium
+    ce_star, failed = diag.equilibrium_ce(params, x, y)
+    z_long = flowsim.relax(setup.task.field, setup.task.initial_state(params, x), params, x,
+                           steps=4000, dt=0.2)
+    assert float(flowsim.residual(setup.task.field, z_long, params, x)) < 1e-10
+    assert failed == 0
+    assert ce_star == pytest.approx(float(setup.task.loss(z_long, params, y)), rel=1e-10)
+    assert abs(ce_star - row["ce"]) > 1e-4  # T1 = 10 is not at equilibrium: a different number
 
 
 def test_encoded_input_gives_the_same_gradient(setup, bptt):

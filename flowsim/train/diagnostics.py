@@ -6,7 +6,11 @@ Euler steps of ε from z_0):
 * ``ce``: L(z_T) (the deployed loss, not the equilibrium loss);
 * ``residual``: the batch mean of the per-sample ‖F(z_T)_i‖₂;
 * ``rho``: max over the first k samples of ρ(I + ε F_z(z_T)_i), from the dense
-  per-sample Jacobian (``jacfwd``) and its eigenvalues.
+  per-sample Jacobian (``jacfwd``) and its eigenvalues;
+* ``ce_star``: L(z*) at the equilibrium F(z*) = 0 found by the oracle's
+  equilibrium solver from z_0, per sample (NaN when any sample's solve
+  fails; the count of failures is logged): the objective equilibrium estimators (EP, RBP, Implicit) descend,
+  beside the deployed L(z_T) that the run is judged on.
 
 On the batch of the current step, at the current parameters:
 
@@ -25,6 +29,8 @@ from jax.flatten_util import ravel_pytree
 
 from .. import estimators as est
 from .._diagnostics import cosine
+from .._equilibrium import equilibrium
+from .._results import RESULTS
 from .._relax import relax
 from .task import Trainer, batch, cast
 
@@ -40,6 +46,27 @@ def deployed_state(task, params, x, y):
     f = task.field(z_t, params, x)
     sq = sum(jnp.sum(jnp.abs(u.reshape(u.shape[0], -1)) ** 2, axis=1) for u in jax.tree.leaves(f))
     return task.loss(z_t, params, y), jnp.mean(jnp.sqrt(sq)), z_t
+
+
+@eqx.filter_jit
+def equilibrium_loss(task, solver, params, x, y):
+    """(L(z*), number of samples whose equilibrium solve failed).
+
+    Each sample's equilibrium is solved on its own (``vmap``), so the
+    tolerances are per sample and one slow sample does not fail the batch.
+    """
+    z0 = task.initial_state(params, x)
+
+    def one(z0_i, x_i):
+        z, info = equilibrium(task.field, _expand(z0_i), params, _expand(x_i), solver)
+        return jax.tree.map(lambda u: u[0], z), info["result"] != RESULTS.successful
+
+    z_star, failed = jax.vmap(one)(z0, x)
+    return task.loss(z_star, params, y), jnp.sum(failed)
+
+
+def _expand(tree):
+    return jax.tree.map(lambda u: u[None], tree)
 
 
 @eqx.filter_jit
@@ -93,6 +120,17 @@ class Diagnostics:
         rho = spectral_radius(self.task, params, z_t, x, self.rho_samples)
         return {"ce": float(ce), "residual": float(res), "rho": rho}
 
+    def equilibrium_ce(self, params, x, y) -> tuple[float, int]:
+        """(L(z*) on (x, y), failed samples) with the oracle's equilibrium solver.
+
+        L(z*) is NaN without an oracle or when any sample's solve failed.
+        """
+        solver = getattr(self.oracle, "equilibrium", None)
+        if solver is None:
+            return float("nan"), 0
+        ce, failed = equilibrium_loss(self.task, solver, params, x, y)
+        return (float(ce) if int(failed) == 0 else float("nan")), int(failed)
+
     def cosines(self, params, grads, step) -> dict:
         """cos(ĝ, oracle) and cos(BPTT, oracle) on the batch of ``step``."""
         if self.oracle is None:
@@ -106,4 +144,4 @@ class Diagnostics:
 
 
 __all__ = ["Diagnostics", "deployed_state", "map_jacobians", "spectral_radius",
-           "reference_gradients"]
+           "reference_gradients", "equilibrium_loss"]

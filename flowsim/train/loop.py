@@ -4,10 +4,11 @@ Step k (k = 0, …, S−1) takes the gradient of the estimator on batch k at
 θ_k and applies the optax update, θ_{k+1} = θ_k + update. Every ``eval_every``
 steps, and at k = S, a row describes θ_k:
 
-    step, train_ce, val_ce, residual, rho, cos_oracle, cos_oracle_bptt, wall_s
+    step, train_ce, val_ce, val_ce_star, residual, rho, cos_oracle, cos_oracle_bptt, wall_s
 
 (``train_ce``/``val_ce`` are the deployed L(z_T) on fixed train and validation
-batches; ``residual`` and ``rho`` are on the validation batch; the cosines use
+batches; ``val_ce_star`` is L(z*) at the equilibrium on the validation batch,
+NaN without an oracle; ``residual`` and ``rho`` are on the validation batch; the cosines use
 batch k; see :mod:`flowsim.train.diagnostics`). After a row is recorded, and
 when k is a multiple of ``checkpoint_every``, (θ_k, optimiser state) is
 checkpointed. A resumed run restarts from the last checkpoint with the rows
@@ -30,8 +31,8 @@ from .._results import result_name
 from . import checkpoint as ckpt
 from .task import Trainer
 
-COLUMNS = ("step", "train_ce", "val_ce", "residual", "rho", "cos_oracle", "cos_oracle_bptt",
-           "wall_s")
+COLUMNS = ("step", "train_ce", "val_ce", "val_ce_star", "residual", "rho", "cos_oracle",
+           "cos_oracle_bptt", "wall_s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,10 +116,14 @@ def fit(trainer: Trainer, params, *, steps: int, eval_every: int, eval_batches,
             log(f"diverged: {reason}")
             return Outcome("diverged", k, rows, best, reason, last_ckpt, params)
         if (k % eval_every == 0 or k == steps) and k != resumed_at:
-            row = _row(diag, params, grads, k, (xt, yt), (xv, yv), time.perf_counter() - t0)
+            row, failed = _row(diag, params, grads, k, (xt, yt), (xv, yv), time.perf_counter() - t0)
+            if failed:
+                log(f"step {k}: the equilibrium solve failed on {failed} of {len(yv)} validation "
+                    "samples, so val_ce_star is NaN")
             rows.append(row)
             record(row)
-            log("step {step}: train_ce {train_ce:.4f} val_ce {val_ce:.4f} residual {residual:.3g} "
+            log("step {step}: train_ce {train_ce:.4f} val_ce {val_ce:.4f} val_ce_star {val_ce_star:.4f} "
+                "residual {residual:.3g} "
                 "rho {rho:.4f} cos_oracle {cos_oracle:.4f} cos_oracle_bptt {cos_oracle_bptt:.4f}"
                 .format(**row))
             reason = divergence.check(row, best)
@@ -141,9 +146,11 @@ def fit(trainer: Trainer, params, *, steps: int, eval_every: int, eval_batches,
 def _row(diag, params, grads, k, train, val, wall):
     tr = diag.deployed(params, *train)
     va = diag.deployed(params, *val)
-    row = {"step": k, "train_ce": tr["ce"], "val_ce": va["ce"], "residual": va["residual"],
+    ce_star, failed = diag.equilibrium_ce(params, *val)
+    row = {"step": k, "train_ce": tr["ce"], "val_ce": va["ce"],
+           "val_ce_star": ce_star, "residual": va["residual"],
            "rho": va["rho"], **diag.cosines(params, grads, k), "wall_s": round(wall, 3)}
-    return {key: row[key] for key in COLUMNS}
+    return {key: row[key] for key in COLUMNS}, failed
 
 
 __all__ = ["COLUMNS", "Divergence", "Outcome", "fit"]

@@ -1,0 +1,92 @@
+"""The ep-wall / ep-decisive / ep-fixes studies: their rules, and one chain end to end."""
+
+import csv
+import json
+import math
+
+import pytest
+
+from analysis import ep_decisive, ep_wall
+from flowsim.cli import main
+from flowsim.train import Outcome
+from test_scenarios import TINY_TRAIN, needs_data
+
+
+@pytest.mark.parametrize("args, verdict", [
+    ((False, True, True, True, False, 1.0), "inconclusive"),  # no wall: nothing to clear
+    ((True, True, True, True, False, 1.0), "a"),  # cleared with rho near BPTT's
+    ((True, True, True, False, False, 1.0), "inconclusive"),  # cleared, but rho drifted
+    ((True, False, False, False, True, 0.999), "b"),  # blew up with an exact gradient
+    ((True, False, False, False, True, 0.95), "inconclusive"),  # blew up, gradient not exact
+])
+def test_decision_rule(args, verdict):
+    assert ep_decisive.decide(*args)[0] == verdict
+
+
+def _rows(ces, rhos):
+    return [{"step": 100 * i, "val_ce": ce, "rho": rho, "residual": 1e-3}
+            for i, (ce, rho) in enumerate(zip(ces, rhos))]
+
+
+def test_wall_summary_finds_the_best_step_and_bptt_there():
+    bptt = Outcome("ok", 400, _rows([4.0, 3.0, 2.8, 2.6, 2.5], [0.9, 0.91, 0.92, 0.93, 0.94]), 2.5)
+    ep = Outcome("ok", 400, _rows([4.0, 3.1, 2.7, 2.9, 3.0], [0.9, 0.95, 0.97, 0.99, 0.995]), 2.7)
+    out = ep_wall.summarise({"bptt": bptt, "ep": ep}, ("bptt", "ep"), tolerance=0.05)
+    assert out["wall"] and out["ep_wall_step"] == 200 and out["ep_wall_ce"] == 2.7
+    assert out["bptt_val_ce_at_wall"] == 2.8 and out["bptt_rho_at_wall"] == 0.92
+    assert out["ep_rho_final"] == 0.995 and out["val_ce"] == 2.5
+    # still improving within the tolerance: no wall
+    ep = Outcome("ok", 400, _rows([4.0, 3.1, 2.7, 2.72, 2.74], [0.9] * 5), 2.7)
+    assert not ep_wall.summarise({"bptt": bptt, "ep": ep}, ("bptt", "ep"), 0.05)["wall"]
+    # a diverged EP run is a wall wherever BPTT is
+    ep = Outcome("diverged", 300, _rows([4.0, 3.1, 2.7, math.nan], [0.9] * 4), 2.7, "rho 1.01 >= 1")
+    out = ep_wall.summarise({"bptt": bptt, "ep": ep}, ("bptt", "ep"), 0.05)
+    assert out["wall"] and out["ep_wall_step"] == 200 and out["ep_reason"] == "rho 1.01 >= 1"
+
+
+def _metrics(path):
+    with path.open() as f:
+        return [{k: (float(v) if k != "estimator" else v) for k, v in r.items()}
+                for r in csv.DictReader(f)]
+
+
+@needs_data
+def test_wall_then_decisive_then_fixes_continue_the_same_trajectory(tmp_path):
+    tiny = [s for s in TINY_TRAIN if not s.startswith("train.steps")]
+    sets = lambda extra: [arg for s in tiny + extra for arg in ("--set", s)]
+    wall = tmp_path / "wall"
+    assert main(["run", "ep-wall", "--out", str(wall)] + sets(
+        ["train.steps=4", "wall.estimator='ep'", "ep.steps=20"])) in (0, 3)
+    summary = json.loads((wall / "summary.json").read_text())
+    assert set(summary) >= {"wall", "ep_wall_ce", "ep_wall_step", "bptt_val_ce_at_wall"}
+    ep_rows = {int(r["step"]): r for r in _metrics(wall / "metrics.csv") if r["estimator"] == "ep"}
+
+    source = [f"decisive.source='{wall}'", "decisive.source_subdir='ep'", "train.steps=2",
+              "decisive.long_steps=40"]
+    dec = tmp_path / "decisive"
+    assert main(["run", "ep-decisive", "--out", str(dec)] + sets(source)) == 0
+    d = json.loads((dec / "summary.json").read_text())
+    start = d["start_step"]
+    assert start == max(s for s in range(0, 5, 2) if s <= summary["ep_wall_step"])
+    first = [r for r in _metrics(dec / "metrics.csv") if int(r["step"]) == start][0]
+    # the oracle run starts from EP's checkpoint: the same parameters, the same numbers
+    for key in ("val_ce", "train_ce", "residual", "rho"):
+        assert first[key] == pytest.approx(ep_rows[start][key], rel=1e-12)
+    assert d["verdict"] == ep_decisive.decide(
+        d["source_wall"], d["oracle_status"] == "ok", d["cleared_wall"], d["rho_near_bptt"],
+        d["blew_up"], d["median_cos_oracle_long_ep"])[0]
+    assert d["rho_final"] == d["rho"] and d["val_ce_final"] == d["val_ce"]
+
+    fix = tmp_path / "fixes"
+    assert main(["run", "ep-fixes", "--out", str(fix)] + sets(
+        source + ["forward.directions=0", "penalty.weight=0.01"])) == 0
+    f = json.loads((fix / "summary.json").read_text())
+    with (fix / "fixes.csv").open() as handle:
+        table = {r["fix"]: r for r in csv.DictReader(handle)}
+    assert set(table) == {"forward", "ep+penalty"}
+    assert float(table["forward"]["val_ce"]) == f["forward_val_ce"]
+    assert float(table["ep+penalty"]["best_val_ce"]) == f["ep_penalty_best_val_ce"]
+    rows = _metrics(fix / "metrics.csv")
+    # exact forward mode (RTRL) from the same start has the same first row as the source
+    forward_first = [r for r in rows if r["estimator"] == "forward" and int(r["step"]) == start][0]
+    assert forward_first["val_ce"] == pytest.approx(ep_rows[start]["val_ce"], rel=1e-12)
