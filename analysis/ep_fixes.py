@@ -4,6 +4,10 @@ r"""ep-fixes: seed 002's two fixes, from the same pre-drift EP checkpoint as ep-
    ``forward.directions = 0`` is exact forward mode (dim θ tangents: the same
    gradient as BPTT, affordable only at small sizes); k > 0 carries k random
    tangents (an unbiased but noisy estimate).
+   ``bptt``: the same objective L(z_T) by reverse mode. Exact RTRL and BPTT
+   compute one gradient (tests/test_estimators_linear.py), so this row is the
+   trajectory exact RTRL would follow at sizes where its dim θ tangents are
+   unaffordable (92k at the default size).
 2. ``<ep flavour>+penalty``: the EP estimator of the source run plus the
    contraction penalty λ·E_v Σ_t log(‖Φ_z v_t‖/‖v_t‖) (``penalty.weight``).
 
@@ -30,10 +34,12 @@ def run(config, ctx):
     d = config["decisive"]
     ep_name = d["source_subdir"]
     tag = f"{ep_name}+penalty"
-    kept = ct.kept_rows(ctx, {t: checkpoint_dir(ctx, t) for t in ("forward", tag)}, key="estimator")
+    kept = ct.kept_rows(ctx, {t: checkpoint_dir(ctx, t) for t in ("forward", "bptt", tag)},
+                        key="estimator")
     runs = {}
-    runs["forward"], start, _ = continue_from(config, ctx, d, "forward", kept,
-                                              oracle_estimator=ct.oracle(config))
+    for name in ("forward", "bptt"):
+        runs[name], start, _ = continue_from(config, ctx, d, name, kept,
+                                             oracle_estimator=ct.oracle(config))
     runs[tag], _, _ = continue_from(config, ctx, d, ep_name, kept, config["penalty"]["weight"],
                                     oracle_estimator=ct.oracle(config), tag=tag)
     plot({n: o.rows for n, o in runs.items()}, ctx.plot_path("fixes"))

@@ -83,10 +83,14 @@ def test_wall_then_decisive_then_fixes_continue_the_same_trajectory(tmp_path):
     f = json.loads((fix / "summary.json").read_text())
     with (fix / "fixes.csv").open() as handle:
         table = {r["fix"]: r for r in csv.DictReader(handle)}
-    assert set(table) == {"forward", "ep+penalty"}
+    assert set(table) == {"forward", "bptt", "ep+penalty"}
     assert float(table["forward"]["val_ce"]) == f["forward_val_ce"]
     assert float(table["ep+penalty"]["best_val_ce"]) == f["ep_penalty_best_val_ce"]
     rows = _metrics(fix / "metrics.csv")
     # exact forward mode (RTRL) from the same start has the same first row as the source
     forward_first = [r for r in rows if r["estimator"] == "forward" and int(r["step"]) == start][0]
     assert forward_first["val_ce"] == pytest.approx(ep_rows[start]["val_ce"], rel=1e-12)
+    # exact RTRL and BPTT follow the same trajectory (one gradient, two modes)
+    last = lambda name: [r for r in rows if r["estimator"] == name][-1]
+    assert last("forward")["step"] == last("bptt")["step"] == start + 2
+    assert last("forward")["val_ce"] == pytest.approx(last("bptt")["val_ce"], rel=1e-9)
