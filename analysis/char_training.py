@@ -38,6 +38,7 @@ CONSTRAINTS = {
     "hep.radius": positive, "hep.points": at_least(2), "hep.steps": at_least(1),
     "rbp.steps": at_least(1), "forward.directions": at_least(0),
     "penalty.weight": non_negative, "penalty.directions": at_least(1),
+    "solver.retries": at_least(0), "solver.retry_relax_steps": at_least(1),
 }
 
 
@@ -55,13 +56,22 @@ def relax_steps(config):
     return max(config["model"]["t1"], MIN_RELAX_STEPS)
 
 
+def retry_options(config):
+    """``solver.retries`` and ``solver.retry_relax_steps`` (engine defaults for older configs)."""
+    s = config.get("solver", {})
+    default = flowsim.EquilibriumSolver()
+    return {"retries": s.get("retries", default.retries),
+            "retry_relax_steps": s.get("retry_relax_steps", default.retry_relax_steps)}
+
+
 def equilibrium_solver(config):
     """Newton after max(T1, 150) relaxation steps of dt; tolerances by precision."""
     dt = config["model"]["dt"]
+    retry = retry_options(config)
     if config["dtype"] == "float64":
-        return flowsim.EquilibriumSolver(relax_steps=relax_steps(config), dt=dt)
+        return flowsim.EquilibriumSolver(relax_steps=relax_steps(config), dt=dt, **retry)
     return flowsim.EquilibriumSolver(relax_steps=relax_steps(config), dt=dt, rtol=1e-5,
-                                     atol=1e-5, residual_tol=1e-3, gmres_rtol=1e-5)
+                                     atol=1e-5, residual_tol=1e-3, gmres_rtol=1e-5, **retry)
 
 
 def estimator(name, config):
@@ -88,7 +98,7 @@ def estimator(name, config):
 
 def oracle(config):
     return flowsim.Implicit(equilibrium=flowsim.EquilibriumSolver(
-        relax_steps=relax_steps(config), dt=config["model"]["dt"]))
+        relax_steps=relax_steps(config), dt=config["model"]["dt"], **retry_options(config)))
 
 
 def divergence(config):

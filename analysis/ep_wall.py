@@ -10,6 +10,11 @@ run diverges. ``ep_wall_step`` is the step of EP's best validation CE,
 ``ep_wall_ce`` that CE; ``wall`` is true when EP diverged or ended more than
 ``wall.tolerance`` above its best while BPTT ended below EP's best. BPTT's
 ``val_ce`` and ``rho`` are reported at ``ep_wall_step``.
+
+EP's gradient depends on z* alone, and its free phase relaxes max(T1, 150)
+steps before Newton, so EP's training trajectory is the same for every
+T1 ≤ 150: the horizon changes only the deployed L(z_T) it is judged on
+(``val_ce``), not the L(z*) it descends (``val_ce_star``).
 """
 
 from pathlib import Path
