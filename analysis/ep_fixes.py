@@ -23,7 +23,8 @@ import json
 from pathlib import Path
 
 from analysis import char_training as ct
-from analysis.ep_decisive import CONSTRAINTS as _DECISIVE, checkpoint_dir, continue_from
+from analysis.ep_decisive import CONSTRAINTS as _DECISIVE
+from analysis.ep_decisive import checkpoint_dir, continue_from
 from analysis.ep_wall import plot
 from flowsim.run import positive
 
