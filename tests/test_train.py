@@ -26,6 +26,7 @@ TINY = {
     "ep": {"beta": 0.05, "steps": 20}, "hep": {"radius": 0.5, "points": 4, "steps": 20},
     "rbp": {"steps": 20}, "forward": {"directions": 0},
     "penalty": {"weight": 0.0, "directions": 1, "through_states": False},
+    "solver": {"retries": 3, "retry_relax_steps": 500},
 }
 
 
