@@ -28,6 +28,7 @@ CONSTRAINTS = {
     "estimator": one_of(*ESTIMATORS),
     "model.context": at_least(1), "model.embed": at_least(1), "model.state": at_least(1),
     "model.hidden": at_least(1), "model.init_gain": positive, "model.t1": at_least(1),
+    "model.attention": at_least(0),
     "model.dt": in_range(1e-6, 1.0),
     "train.steps": at_least(1), "train.batch": at_least(1), "train.eval_every": at_least(1),
     "train.checkpoint_every": at_least(0), "train.eval_batch": at_least(1),
@@ -116,7 +117,7 @@ def model_config(config, vocab_size):
     m = config["model"]
     return cm.ModelConfig(vocab=vocab_size, context=m["context"], embed=m["embed"],
                           state=m["state"], hidden=m["hidden"], tied=m["tied"],
-                          init_gain=m["init_gain"])
+                          init_gain=m["init_gain"], attention=m.get("attention", 0))
 
 
 class CharSetup:

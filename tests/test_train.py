@@ -19,7 +19,7 @@ from flowsim.run.store import RunContext
 TINY = {
     "seed": 0, "estimator": "bptt", "dtype": "float64",
     "model": {"context": 4, "embed": 3, "state": 8, "hidden": 8, "tied": True,
-              "init_gain": 0.5, "t1": 10, "dt": 0.2},
+              "init_gain": 0.5, "attention": 0, "t1": 10, "dt": 0.2},
     "train": {"steps": 6, "batch": 8, "eval_every": 2, "checkpoint_every": 2,
               "eval_batch": 16, "rho_samples": 2, "diverge_factor": 2.0, "rho_max": 1.0},
     "optim": {"lr": 0.05, "clip": 1.0},
