@@ -92,7 +92,7 @@ def test_attention_field_against_a_loop_over_the_window(small):
 
 
 def test_attention_breaks_the_symmetry_and_leaves_the_other_weights_alone(small):
-    config, params = _attention_model()
+    _, params = _attention_model()
     _, plain, x, z = small
     jac = _jacobian(params, x, z)
     assert np.abs(jac - jac.T).max() > 1e-3  # F_z no longer symmetric: EP is biased
