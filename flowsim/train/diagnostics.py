@@ -9,8 +9,9 @@ Euler steps of ε from z_0):
   per-sample Jacobian (``jacfwd``) and its eigenvalues;
 * ``ce_star``: L(z*) at the equilibrium F(z*) = 0 found by the oracle's
   equilibrium solver from z_0, per sample (NaN when any sample's solve
-  fails; the count of failures is logged): the objective equilibrium estimators (EP, RBP, Implicit) descend,
-  beside the deployed L(z_T) that the run is judged on.
+  fails; the count of failures is logged): the objective that equilibrium
+  estimators (EP, RBP, Implicit) descend, beside the deployed L(z_T) that
+  the run is judged on.
 
 On the batch of the current step, at the current parameters:
 
