@@ -120,22 +120,44 @@ def model_config(config, vocab_size):
                           init_gain=m["init_gain"], attention=m.get("attention", 0))
 
 
+# One Task object per (data, batch, context, T1, dt) in a process. The jitted
+# training and diagnostic functions are keyed on the task, so the runs of one
+# study (ep-fixes makes three, a resume test three) compile once, not per run.
+_TASKS = {}
+_SPLITS = {}
+
+
+def _load_splits():
+    """:func:`shakespeare.load_splits`, read once per process (the text never changes)."""
+    if "splits" not in _SPLITS:
+        _SPLITS["splits"] = shakespeare.load_splits()
+    return _SPLITS["splits"]
+
+
+def _task(splits, batch, context, t1, dt):
+    key = (id(splits), batch, context, t1, dt)
+    if key not in _TASKS or _TASKS[key][0] is not splits:
+        train_ids = jnp.asarray(splits.train)
+        task = train.Task(
+            field=cm.field, loss=flowsim.ParametrisedLoss(cm.cross_entropy),
+            initial_state=cm.initial_state,
+            sample=lambda key: shakespeare.sample_batch(train_ids, key, batch, context),
+            steps=t1, dt=dt, encode=cm.encode, core_field=cm.core_field)
+        _TASKS[key] = (splits, task, train_ids)  # splits kept alive: its id stays unique
+    return _TASKS[key][1], _TASKS[key][2]
+
+
 class CharSetup:
     """Data, task, initial parameters and evaluation batches for one config."""
 
     def __init__(self, config, splits=None):
         self.config = config
-        self.splits = shakespeare.load_splits() if splits is None else splits
+        self.splits = _load_splits() if splits is None else splits
         self.dtype = dtype_of(config)
         self.model = model_config(config, len(self.splits.vocab))
         t, m = config["train"], config["model"]
-        train_ids = jnp.asarray(self.splits.train)
         batch, context = t["batch"], m["context"]
-        self.task = train.Task(
-            field=cm.field, loss=flowsim.ParametrisedLoss(cm.cross_entropy),
-            initial_state=cm.initial_state,
-            sample=lambda key: shakespeare.sample_batch(train_ids, key, batch, context),
-            steps=m["t1"], dt=m["dt"], encode=cm.encode, core_field=cm.core_field)
+        self.task, train_ids = _task(self.splits, batch, context, m["t1"], m["dt"])
         eval_key = jax.random.fold_in(jax.random.PRNGKey(config["seed"]), 7919)
         k_tr, k_va = jax.random.split(eval_key)
         n = t["eval_batch"]
