@@ -5,6 +5,7 @@ This is the one place where the config's strings become engine objects
 """
 
 import csv
+import functools
 import math
 from pathlib import Path
 
@@ -124,14 +125,12 @@ def model_config(config, vocab_size):
 # training and diagnostic functions are keyed on the task, so the runs of one
 # study (ep-fixes makes three, a resume test three) compile once, not per run.
 _TASKS = {}
-_SPLITS = {}
 
 
+@functools.cache
 def _load_splits():
     """:func:`shakespeare.load_splits`, read once per process (the text never changes)."""
-    if "splits" not in _SPLITS:
-        _SPLITS["splits"] = shakespeare.load_splits()
-    return _SPLITS["splits"]
+    return shakespeare.load_splits()
 
 
 def _task(splits, batch, context, t1, dt):
