@@ -1,1 +1,1 @@
-"""Studies that scenarios run: each module defines CONSTRAINTS and run(config, ctx)."""
+"""The studies that named scenarios run (installed as flowsim.studies)."""

@@ -1,130 +1,155 @@
-"""Shared by the ep-* studies: build the character task, estimators and optimiser from a config.
+"""Shared by the ep-* studies: the typed configuration and what it builds.
 
-This is the one place where the config's strings become engine objects
-(``estimator = "ep"`` → ``flowsim.EP(...)``); the engine itself takes objects.
+The configuration is declared once here (:class:`CharConfig`): the model, the
+training loop, the optimiser, the equilibrium solver, the contraction penalty,
+and one table per learning rule of the equilibrium scheme, taken from the
+registry (``flowsim.run.registry``): a rule registered there is a valid
+``estimator`` here with no edit to this file.
 """
 
-import csv
 import functools
 import math
 from pathlib import Path
+from typing import Literal
 
-import jax
 import jax.numpy as jnp
 import optax
+from pydantic import Field, model_validator
 
 import flowsim
 from flowsim import train
 from flowsim.data import shakespeare
-from flowsim.models import char_equilibrium as cm
-from flowsim.run import at_least, in_range, non_negative, one_of, positive
+from flowsim.ep import char_model as cm
+from flowsim.ep import make_task
+from flowsim.run import Section, StudyConfig
+from flowsim.run.registry import RuleContext, build_rule, with_rules
 
-ESTIMATORS = ("bptt", "forward", "implicit", "rbp", "ep", "hep")
+from .common import CHECKPOINTS, config_hash, kept_rows, read_rows
+
 BIGRAM_CE = 2.48  # nats/char on the 90/10 split (DESIGN.md)
-CHECKPOINTS = "checkpoints"
-
-CONSTRAINTS = {
-    "seed": at_least(0),
-    "dtype": one_of("float64", "float32"),
-    "estimator": one_of(*ESTIMATORS),
-    "model.context": at_least(1), "model.embed": at_least(1), "model.state": at_least(1),
-    "model.hidden": at_least(1), "model.init_gain": positive, "model.t1": at_least(1),
-    "model.attention": at_least(0),
-    "model.dt": in_range(1e-6, 1.0),
-    "train.steps": at_least(1), "train.batch": at_least(1), "train.eval_every": at_least(1),
-    "train.checkpoint_every": at_least(0), "train.eval_batch": at_least(1),
-    "train.rho_samples": at_least(1), "train.diverge_factor": in_range(1.0, 1e6),
-    "train.rho_max": positive,
-    "optim.lr": positive, "optim.clip": non_negative,
-    "ep.beta": positive, "ep.steps": at_least(1),
-    "hep.radius": positive, "hep.points": at_least(2), "hep.steps": at_least(1),
-    "rbp.steps": at_least(1), "forward.directions": at_least(0),
-    "penalty.weight": non_negative, "penalty.directions": at_least(1),
-    "solver.retries": at_least(0), "solver.retry_relax_steps": at_least(1),
-}
-
-
-def dtype_of(config):
-    return jnp.float64 if config["dtype"] == "float64" else jnp.float32
-
-
 # Newton starts after at least this many Euler steps: at a short deployed horizon
 # (T1 = 10, 20) z_T is still far from z* and Newton from there can fail or find a
 # saddle; z* is the equilibrium the flow itself relaxes to.
 MIN_RELAX_STEPS = 150
 
 
-def relax_steps(config):
-    return max(config["model"]["t1"], MIN_RELAX_STEPS)
+class ModelSection(Section):
+    """The weight-tied equilibrium character model (flowsim.ep.char_model)."""
+
+    context: int = Field(32, ge=1, le=4096, description="characters in the window")
+    embed: int = Field(16, ge=1, le=4096)
+    state: int = Field(128, ge=1, le=65536, description="dim z")
+    hidden: int = Field(128, ge=1, le=65536, description="rows of W")
+    tied: bool = Field(True, description="F = -grad E (symmetric F_z): EP is consistent")
+    init_gain: float = Field(0.5, gt=0, le=100)
+    attention: int = Field(0, ge=0, le=4096, description="d_a of a light attention (0: none)")
+    t1: int = Field(150, ge=1, le=10**6, description="deployed relaxation: T1 Euler steps")
+    dt: float = Field(0.1, ge=1e-6, le=1.0)
 
 
-def retry_options(config):
-    """``solver.retries`` and ``solver.retry_relax_steps`` (engine defaults for older configs)."""
-    s = config.get("solver", {})
-    default = flowsim.EquilibriumSolver()
-    return {"retries": s.get("retries", default.retries),
-            "retry_relax_steps": s.get("retry_relax_steps", default.retry_relax_steps)}
+class TrainSection(Section):
+    steps: int = Field(2000, ge=1, le=10**7)
+    batch: int = Field(64, ge=1, le=65536)
+    eval_every: int = Field(100, ge=1)
+    checkpoint_every: int = Field(100, ge=0, description="a multiple of eval_every (0: final only)")
+    eval_batch: int = Field(2048, ge=1, le=10**6)
+    rho_samples: int = Field(8, ge=1, le=10**6)
+    diverge_factor: float = Field(2.0, ge=1.0, le=1e6, description="diverged if val CE > factor x best")
+    rho_max: float = Field(1.0, gt=0, description="diverged if rho(I + dt F_z(z_T)) >= rho_max")
+
+    @model_validator(mode="after")
+    def _checkpoints_on_rows(self):
+        if self.checkpoint_every % self.eval_every:
+            raise ValueError(f"train.checkpoint_every ({self.checkpoint_every}) must be a multiple "
+                             f"of train.eval_every ({self.eval_every})")
+        return self
 
 
-def equilibrium_solver(config):
-    """Newton after max(T1, 150) relaxation steps of dt; tolerances by precision."""
-    dt = config["model"]["dt"]
-    retry = retry_options(config)
-    if config["dtype"] == "float64":
-        return flowsim.EquilibriumSolver(relax_steps=relax_steps(config), dt=dt, **retry)
-    return flowsim.EquilibriumSolver(relax_steps=relax_steps(config), dt=dt, rtol=1e-5,
-                                     atol=1e-5, residual_tol=1e-3, gmres_rtol=1e-5, **retry)
+class OptimSection(Section):
+    lr: float = Field(0.003, gt=0, le=10)
+    clip: float = Field(1.0, ge=0, description="global-norm clip (0: none)")
 
 
-def estimator(name, config):
-    """The estimator called ``name`` with the config's options."""
-    m, eq = config["model"], equilibrium_solver(config)
-    t1, dt = m["t1"], m["dt"]
-    if name == "bptt":
-        return flowsim.BPTT(t1, dt)
-    if name == "forward":
-        k = config["forward"]["directions"]
-        return flowsim.Forward(t1, dt, directions=k or None)
-    if name == "implicit":
-        return flowsim.Implicit(equilibrium=eq)
-    if name == "rbp":
-        return flowsim.RBP(config["rbp"]["steps"], dt, equilibrium=eq)
-    if name == "ep":
-        e = config["ep"]
-        return flowsim.EP(e["beta"], e["steps"], dt, symmetric=True, equilibrium=eq)
-    if name == "hep":
-        h = config["hep"]
-        return flowsim.HolomorphicEP(h["radius"], h["points"], h["steps"], dt, equilibrium=eq)
-    raise ValueError(f"unknown estimator {name!r}; valid: {', '.join(ESTIMATORS)}")
+class SolverSection(Section):
+    """The equilibrium z* (EP's free phase, the oracle, L(z*))."""
+
+    retries: int = Field(3, ge=0, le=1000, description="retry a failed Newton solve ...")
+    retry_relax_steps: int = Field(500, ge=1, le=10**6, description="... after this many more Euler steps")
 
 
-def oracle(config):
-    return flowsim.Implicit(equilibrium=flowsim.EquilibriumSolver(
-        relax_steps=relax_steps(config), dt=config["model"]["dt"], **retry_options(config)))
+class PenaltySection(Section):
+    weight: float = Field(0.0, ge=0, description="lambda of the contraction penalty (0: off)")
+    directions: int = Field(1, ge=1, le=4096)
+    through_states: bool = False
 
 
-def divergence(config):
-    t = config["train"]
-    return train.Divergence(factor=t["diverge_factor"], rho_max=t["rho_max"])
+class CharBase(StudyConfig):
+    dtype: Literal["float64", "float32"] = Field("float64", description="float32 on a GPU")
+    model: ModelSection = ModelSection()
+    train: TrainSection = TrainSection()
+    optim: OptimSection = OptimSection()
+    solver: SolverSection = SolverSection()
+    penalty: PenaltySection = PenaltySection()
+
+
+CharConfig = with_rules(CharBase, "equilibrium", key="estimator", default="bptt",
+                        name="CharConfig")
+
+
+def dtype_of(config):
+    return jnp.float64 if config.dtype == "float64" else jnp.float32
+
+
+def equilibrium_solver(config) -> flowsim.EquilibriumSolver:
+    """Newton after max(T1, 150) relaxation steps of dt; tolerances from the state's dtype."""
+    m, s = config.model, config.solver
+    return flowsim.EquilibriumSolver(relax_steps=max(m.t1, MIN_RELAX_STEPS), dt=m.dt,
+                                     retries=s.retries, retry_relax_steps=s.retry_relax_steps)
+
+
+def rule_context(config) -> RuleContext:
+    return RuleContext(dt=config.model.dt, t1=config.model.t1,
+                       equilibrium=equilibrium_solver(config))
+
+
+def rule(name, config):
+    """The learning rule ``name`` with the config's options (and penalty, if any)."""
+    made = build_rule(name, config, rule_context(config))
+    p = config.penalty
+    if p.weight > 0:
+        penalty = flowsim.ContractionPenalty(p.weight, config.model.t1, config.model.dt,
+                                             directions=p.directions,
+                                             through_states=p.through_states)
+        made = flowsim.Penalized(made, penalty)
+    return made
+
+
+def oracle(config) -> flowsim.Implicit:
+    return flowsim.Implicit(equilibrium=equilibrium_solver(config))
+
+
+def references(config) -> dict:
+    """The reference rules whose cosine with the oracle each row records: BPTT (L(z_T))."""
+    return {"bptt": flowsim.BPTT(config.model.t1, config.model.dt)}
+
+
+def divergence(config) -> train.Divergence:
+    t = config.train
+    return train.Divergence(monitor="val_ce", factor=t.diverge_factor,
+                            limits=(("rho", t.rho_max),))
 
 
 def optimizer(config):
-    o = config["optim"]
-    adam = optax.adam(o["lr"])
-    return optax.chain(optax.clip_by_global_norm(o["clip"]), adam) if o["clip"] > 0 else adam
+    o = config.optim
+    adam = optax.adam(o.lr)
+    return optax.chain(optax.clip_by_global_norm(o.clip), adam) if o.clip > 0 else adam
 
 
 def model_config(config, vocab_size):
-    m = config["model"]
-    return cm.ModelConfig(vocab=vocab_size, context=m["context"], embed=m["embed"],
-                          state=m["state"], hidden=m["hidden"], tied=m["tied"],
-                          init_gain=m["init_gain"], attention=m.get("attention", 0))
-
-
-# One Task object per (data, batch, context, T1, dt) in a process. The jitted
-# training and diagnostic functions are keyed on the task, so the runs of one
-# study (ep-fixes makes three, a resume test three) compile once, not per run.
-_TASKS = {}
+    m = config.model
+    return cm.ModelConfig(vocab=vocab_size, context=m.context, embed=m.embed, state=m.state,
+                          hidden=m.hidden, tied=m.tied, init_gain=m.init_gain,
+                          attention=m.attention)
 
 
 @functools.cache
@@ -133,107 +158,56 @@ def _load_splits():
     return shakespeare.load_splits()
 
 
-def _task(splits, batch, context, t1, dt):
-    key = (id(splits), batch, context, t1, dt)
-    if key not in _TASKS or _TASKS[key][0] is not splits:
-        train_ids = jnp.asarray(splits.train)
-        task = train.Task(
-            field=cm.field, loss=flowsim.ParametrisedLoss(cm.cross_entropy),
-            initial_state=cm.initial_state,
-            sample=lambda key: shakespeare.sample_batch(train_ids, key, batch, context),
-            steps=t1, dt=dt, encode=cm.encode, core_field=cm.core_field)
-        _TASKS[key] = (splits, task, train_ids)  # splits kept alive: its id stays unique
-    return _TASKS[key][1], _TASKS[key][2]
-
-
 class CharSetup:
-    """Data, task, initial parameters and evaluation batches for one config."""
+    """Data, task, initial parameters and trainers for one config."""
 
     def __init__(self, config, splits=None):
         self.config = config
         self.splits = _load_splits() if splits is None else splits
         self.dtype = dtype_of(config)
         self.model = model_config(config, len(self.splits.vocab))
-        t, m = config["train"], config["model"]
-        batch, context = t["batch"], m["context"]
-        self.task, train_ids = _task(self.splits, batch, context, m["t1"], m["dt"])
-        eval_key = jax.random.fold_in(jax.random.PRNGKey(config["seed"]), 7919)
-        k_tr, k_va = jax.random.split(eval_key)
-        n = t["eval_batch"]
-        self.eval_batches = (shakespeare.sample_batch(train_ids, k_tr, n, context),
-                             shakespeare.sample_batch(self.splits.val, k_va, n, context))
+        m, t = config.model, config.train
+        self.task = make_task(self.splits, batch=t.batch, context=m.context, t1=m.t1, dt=m.dt,
+                              eval_batch=t.eval_batch, seed=config.seed,
+                              equilibrium=equilibrium_solver(config), rho_samples=t.rho_samples)
 
     def init_params(self):
-        return cm.init(self.model, train.init_key(self.config["seed"]), self.dtype)
+        return cm.init(self.model, train.init_key(self.config.seed), self.dtype)
 
-    def trainer(self, name=None, penalty_weight=None):
-        """A Trainer for estimator ``name`` (default: the config's), with the config's penalty."""
-        config = self.config
-        p = config["penalty"]
-        weight = p["weight"] if penalty_weight is None else penalty_weight
-        penalty = None
-        if weight > 0:
-            penalty = train.ContractionPenalty(weight, config["model"]["t1"], config["model"]["dt"],
-                                               directions=p["directions"],
-                                               through_states=p["through_states"])
-        return train.Trainer(self.task, estimator(name or config["estimator"], config),
-                             optimizer(config), config["seed"], penalty=penalty)
+    def trainer(self, name=None):
+        """A Trainer for rule ``name`` (default: the config's ``estimator``)."""
+        return train.Trainer(self.task, rule(name or self.config.estimator, self.config),
+                             optimizer(self.config), self.config.seed)
 
 
-def fit(setup, trainer, params, ctx, checkpoint_dir, *, steps=None, oracle_on=True,
-        record=None, config_hash=None, rows=None, oracle_estimator=None):
-    """Run :func:`flowsim.train.fit` with the config's options, resuming from ``checkpoint_dir``."""
-    t = setup.config["train"]
+def fit(setup, trainer, params, ctx, checkpoint_dir, *, steps=None, oracle_on=True, record=None,
+        hash_of=None, rows=None, oracle_rule=None, start_step=0, opt_state=None):
+    """:func:`flowsim.train.fit` with the config's options, resuming from ``checkpoint_dir``.
+
+    ``hash_of``: the config whose hash the checkpoints carry (default: the setup's).
+    """
+    t = setup.config.train
     if rows is None:
         rows = kept_rows(ctx, {None: checkpoint_dir})
-    if oracle_estimator is None and oracle_on:
-        oracle_estimator = oracle(setup.config)
+    if oracle_rule is None and oracle_on:
+        oracle_rule = oracle(setup.config)
     return train.fit(
-        trainer, params, steps=t["steps"] if steps is None else steps,
-        eval_every=t["eval_every"], eval_batches=setup.eval_batches,
+        trainer, params, steps=t.steps if steps is None else steps, eval_every=t.eval_every,
         record=record or ctx.append_metrics, checkpoint_dir=checkpoint_dir,
-        checkpoint_every=t["checkpoint_every"],
-        config_hash=config_hash or train.config_hash(setup.config),
-        oracle=oracle_estimator, divergence=divergence(setup.config),
-        rho_samples=t["rho_samples"], rows=rows, log=ctx.log)
-
-
-def kept_rows(ctx, checkpoint_dirs: dict, key=None):
-    """On resume: the metrics rows up to each run's last checkpoint, rewritten to metrics.csv.
-
-    ``checkpoint_dirs`` maps the value of column ``key`` (None: one run) to its
-    checkpoint directory; rows of a run without checkpoints are dropped.
-    """
-    path = Path(ctx.dir) / "metrics.csv"
-    lasts = {name: (train.checkpoint.latest(d) if d else None) for name, d in checkpoint_dirs.items()}
-    if all(v is None for v in lasts.values()) or not path.is_file():
-        return []
-    with path.open() as f:
-        rows = [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(f)]
-    kept = []
-    for r in rows:
-        last = lasts.get(r[key] if key else None)
-        if last is not None and r["step"] <= last:
-            kept.append(r)
-    ctx.write_metrics(kept)
-    return kept
-
-
-def _number(text):
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+        checkpoint_every=t.checkpoint_every,
+        config_hash=config_hash(hash_of or setup.config), oracle=oracle_rule,
+        references=references(setup.config) if oracle_rule is not None else None,
+        divergence=divergence(setup.config), rows=rows, start_step=start_step,
+        opt_state=opt_state, log=ctx.log)
 
 
 def summary_of(outcome):
     """The flat summary of a :class:`flowsim.train.Outcome`."""
     last = outcome.rows[-1] if outcome.rows else {}
     out = {"status": outcome.status, "steps": outcome.step,
-           "val_ce": last.get("val_ce", math.nan), "best_val_ce": outcome.best_val_ce,
+           "val_ce": last.get("val_ce", math.nan), "best_val_ce": outcome.best,
            "rho": last.get("rho", math.nan), "residual": last.get("residual", math.nan),
-           "train_ce": last.get("train_ce", math.nan),
+           "train_ce": last.get("train_ce", math.nan), "skipped_steps": outcome.skipped,
            "last_checkpoint": -1 if outcome.last_checkpoint is None else outcome.last_checkpoint}
     if outcome.reason:
         out["reason"] = outcome.reason
@@ -248,11 +222,10 @@ def source_checkpoint(run_dir, subdir="", step=-1):
     checkpoints are in ``run_dir/checkpoints[/subdir]``; ``step = -1`` takes
     the last one.
     """
-    import tomllib
+    from flowsim.run.runs import read_config
 
     run_dir = Path(run_dir)
-    with (run_dir / "config.toml").open("rb") as f:
-        source_config = tomllib.load(f)["config"]
+    source_config = read_config(run_dir)
     where = run_dir / CHECKPOINTS / subdir if subdir else run_dir / CHECKPOINTS
     available = train.checkpoint.steps(where)
     if not available:
@@ -263,6 +236,10 @@ def source_checkpoint(run_dir, subdir="", step=-1):
         raise train.CheckpointError(f"no checkpoint at step {step} in {where}; have {available}")
     setup = CharSetup(source_config)
     params = setup.init_params()
-    like = (params, setup.trainer("bptt").init_opt_state(params))
+    like = (params, optimizer(source_config).init(params))
     state, _ = train.checkpoint.load(where, step, like)
     return state, source_config, step
+
+
+__all__ = ["CharConfig", "CharBase", "CharSetup", "fit", "rule", "oracle", "summary_of",
+           "source_checkpoint", "kept_rows", "read_rows", "BIGRAM_CE", "CHECKPOINTS"]

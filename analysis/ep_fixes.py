@@ -8,48 +8,56 @@ r"""ep-fixes: seed 002's two fixes, from the same pre-drift EP checkpoint as ep-
    compute one gradient (tests/test_estimators_linear.py), so this row is the
    trajectory exact RTRL would follow at sizes where its dim θ tangents are
    unaffordable (92k at the default size).
-2. ``<ep flavour>+penalty``: the EP estimator of the source run plus the
+2. ``<ep flavour>+penalty``: the EP rule of the source run plus the
    contraction penalty λ·E_v Σ_t log(‖Φ_z v_t‖/‖v_t‖) (``penalty.weight``).
 
-Both continue the source's trajectory (its batches and optimiser state). Rows
-carry an ``estimator`` column; cosines are against the oracle (``Implicit``).
-``fixes.csv`` is the table: one row per fix (status, reason, best and final
-validation CE, final ρ and residual, whether it cleared the source's wall
-and kept ρ < 1).
+All three continue the source's trajectory (its batches and optimiser state);
+the source is found or made as in ep-decisive. Rows carry an ``estimator``
+column; cosines are against the oracle (``Implicit``). ``fixes.csv`` is the
+table: one row per fix (status, reason, best and final validation CE, final
+ρ and residual, whether it cleared the source's wall and kept ρ < 1).
 """
 
 import csv
-import json
 from pathlib import Path
 
-from analysis import char_training as ct
-from analysis.ep_decisive import CONSTRAINTS as _DECISIVE
-from analysis.ep_decisive import checkpoint_dir, continue_from
-from analysis.ep_wall import plot
-from flowsim.run import positive
+from pydantic import Field
 
-CONSTRAINTS = {**_DECISIVE, "penalty.weight": positive}
+from flowsim.run.registry import ForwardOptions
+from flowsim.run.runs import read_summary
+
+from . import char_training as ct
+from .ep_decisive import Config as DecisiveConfig
+from .ep_decisive import checkpoint_dir, continue_from, find_source
+from .ep_wall import plot
+
+
+class Config(DecisiveConfig):
+    penalty: ct.PenaltySection = ct.PenaltySection(weight=0.01)
+    forward: ForwardOptions = Field(default_factory=lambda: ForwardOptions(directions=16))
 
 
 def run(config, ctx):
-    d = config["decisive"]
-    ep_name = d["source_subdir"]
+    d = config.decisive
+    source, how = find_source(config, ctx)
+    ep_name = d.source_subdir
     tag = f"{ep_name}+penalty"
     kept = ct.kept_rows(ctx, {t: checkpoint_dir(ctx, t) for t in ("forward", "bptt", tag)},
                         key="estimator")
+    no_penalty = ct.PenaltySection()
     runs = {}
     for name in ("forward", "bptt"):
-        runs[name], start, _ = continue_from(config, ctx, d, name, kept,
-                                             oracle_estimator=ct.oracle(config))
-    runs[tag], _, _ = continue_from(config, ctx, d, ep_name, kept, config["penalty"]["weight"],
-                                    oracle_estimator=ct.oracle(config), tag=tag)
+        runs[name], start = continue_from(config, ctx, source, name, kept,
+                                          oracle_rule=ct.oracle(config), penalty=no_penalty)
+    runs[tag], _ = continue_from(config, ctx, source, ep_name, kept, oracle_rule=ct.oracle(config),
+                                 tag=tag, penalty=config.penalty)
     plot({n: o.rows for n, o in runs.items()}, ctx.plot_path("fixes"))
-    out = {"status": "ok", "start_step": start}
-    wall_ce = json.loads((Path(d["source"]) / "summary.json").read_text())["ep_wall_ce"]
-    write_table(Path(ctx.dir) / "fixes.csv", runs, wall_ce - d["margin"])
+    out = {"start_step": start, "source_run": str(source), "source_obtained": how}
+    wall_ce = read_summary(source)["ep_wall_ce"]
+    write_table(Path(ctx.dir) / "fixes.csv", runs, wall_ce - d.margin)
     for name, o in runs.items():
         key = name.replace("+", "_")
-        out.update({f"{key}_status": o.status, f"{key}_best_val_ce": o.best_val_ce,
+        out.update({f"{key}_status": o.status, f"{key}_best_val_ce": o.best,
                     f"{key}_val_ce": o.rows[-1]["val_ce"], f"{key}_rho": o.rows[-1]["rho"],
                     f"{key}_residual": o.rows[-1]["residual"], f"{key}_steps": o.step,
                     f"{key}_reason": o.reason or ""})
@@ -67,7 +75,7 @@ def write_table(path, runs, clear_below):
             rhos = [r["rho"] for r in o.rows]
             writer.writerow({
                 "fix": name, "status": o.status, "reason": o.reason or "", "steps": o.step,
-                "best_val_ce": o.best_val_ce, "val_ce": o.rows[-1]["val_ce"],
+                "best_val_ce": o.best, "val_ce": o.rows[-1]["val_ce"],
                 "rho": o.rows[-1]["rho"], "residual": o.rows[-1]["residual"],
-                "rho_max": max(rhos), "cleared_wall": o.best_val_ce < clear_below,
+                "rho_max": max(rhos), "cleared_wall": o.best < clear_below,
                 "kept_rho_below_1": max(rhos) < 1.0})

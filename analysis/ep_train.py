@@ -1,9 +1,9 @@
-"""ep-train: train the equilibrium character model on Tiny Shakespeare with one estimator.
+"""ep-train: train the equilibrium character model on Tiny Shakespeare with one learning rule.
 
-The model (``flowsim.models.char_equilibrium``) relaxes z for ``model.t1``
-Euler steps of ``model.dt``; the deployed loss is the CE of softmax(V z_T).
-``estimator`` chooses the gradient (bptt, forward, implicit, rbp, ep, hep);
-the data order and the initialisation depend only on ``seed``. Metrics every
+The model (``flowsim.ep.char_model``) relaxes z for ``model.t1`` Euler steps
+of ``model.dt``; the deployed loss is the CE of softmax(V z_T). ``estimator``
+chooses the rule (any rule of the equilibrium scheme in the registry); the
+data order and the initialisation depend only on ``seed``. Metrics every
 ``train.eval_every`` steps, checkpoints every ``train.checkpoint_every``; a
 run directory with checkpoints resumes where it stopped. Divergence ends the
 run with status "diverged" (exit code 3).
@@ -13,18 +13,18 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from analysis import char_training as ct
+from . import char_training as ct
 
-CONSTRAINTS = ct.CONSTRAINTS
+Config = ct.CharConfig
 
 
 def run(config, ctx):
     setup = ct.CharSetup(config)
     trainer = setup.trainer()
-    ctx.log(f"ep-train: estimator={config['estimator']} model={setup.model} "
-            f"T1={config['model']['t1']} dt={config['model']['dt']}")
+    ctx.log(f"ep-train: estimator={config.estimator} model={setup.model} "
+            f"T1={config.model.t1} dt={config.model.dt}")
     outcome = ct.fit(setup, trainer, setup.init_params(), ctx, Path(ctx.dir) / ct.CHECKPOINTS)
-    plot(outcome.rows, ctx.plot_path("training"), config["estimator"])
+    plot(outcome.rows, ctx.plot_path("training"), config.estimator)
     summary = ct.summary_of(outcome)
     summary["bigram_ce"] = ct.BIGRAM_CE
     summary["beats_bigram"] = bool(summary["best_val_ce"] < ct.BIGRAM_CE)

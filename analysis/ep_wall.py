@@ -1,9 +1,10 @@
-"""ep-wall: BPTT and EP from the same initialisation and data order (seed 002's wall).
+"""ep-wall: BPTT and an EP flavour from the same initialisation and data order (seed 002's wall).
 
-Both runs use the ep-train config; ``wall.estimator`` picks the EP flavour
-(``hep``: the seed's holomorphic EP with a finite nudged phase of ``hep.steps``;
-or ``ep``). Rows of both go to one metrics.csv with an ``estimator`` column;
-checkpoints to ``checkpoints/<estimator>/`` (ep-decisive starts from these).
+Both runs use the ep-train config; ``wall.estimator`` picks the rule held
+against BPTT (``hep``: the seed's holomorphic EP with a finite nudged phase
+of ``hep.steps``; ``ep``; ``rbp``; ``implicit``). Rows of both go to one
+metrics.csv with an ``estimator`` column; checkpoints to
+``checkpoints/<estimator>/`` (ep-decisive starts from these).
 
 The wall: EP's validation CE (of the deployed L(z_T)) stops improving or the
 run diverges. ``ep_wall_step`` is the step of EP's best validation CE,
@@ -18,19 +19,29 @@ T1 ≤ 150: the horizon changes only the deployed L(z_T) it is judged on
 """
 
 from pathlib import Path
+from typing import Literal
 
 import matplotlib.pyplot as plt
+from pydantic import Field
 
-from analysis import char_training as ct
-from flowsim.run import in_range, one_of
+from flowsim.run import Section
 
-CONSTRAINTS = {**ct.CONSTRAINTS, "wall.estimator": one_of("hep", "ep", "rbp", "implicit"),
-               "wall.tolerance": in_range(0.0, 10.0)}
+from . import char_training as ct
+
+
+class WallSection(Section):
+    estimator: Literal["hep", "ep", "rbp", "implicit"] = Field(
+        "hep", description="the rule held against BPTT")
+    tolerance: float = Field(0.05, ge=0, le=10, description="nats above its best: stopped improving")
+
+
+class Config(ct.CharConfig):
+    wall: WallSection = WallSection()
 
 
 def run(config, ctx):
     setup = ct.CharSetup(config)
-    names = ("bptt", config["wall"]["estimator"])
+    names = ("bptt", config.wall.estimator)
     dirs = {name: Path(ctx.dir) / ct.CHECKPOINTS / name for name in names}
     kept = ct.kept_rows(ctx, dirs, key="estimator")
     outcomes = {}
@@ -40,7 +51,7 @@ def run(config, ctx):
         outcomes[name] = ct.fit(setup, setup.trainer(name), setup.init_params(), ctx, dirs[name],
                                 record=record, rows=[r for r in kept if r["estimator"] == name])
     plot({n: o.rows for n, o in outcomes.items()}, ctx.plot_path("wall"))
-    return summarise(outcomes, names, config["wall"]["tolerance"])
+    return summarise(outcomes, names, config.wall.tolerance)
 
 
 def summarise(outcomes, names, tolerance):
@@ -52,14 +63,14 @@ def summarise(outcomes, names, tolerance):
     wall = ep.status == "diverged" or (
         final_ep > best["val_ce"] + tolerance and bptt.rows[-1]["val_ce"] < best["val_ce"])
     out = {
-        "status": "ok", "wall": bool(wall), "ep_estimator": names[1],
+        "wall": bool(wall), "ep_estimator": names[1],
         "ep_status": ep.status, "ep_reason": ep.reason or "",
         "ep_wall_ce": best["val_ce"], "ep_wall_step": best["step"],
         "ep_final_val_ce": final_ep, "ep_steps": ep.step,
         "bptt_val_ce_at_wall": at["val_ce"], "bptt_rho_at_wall": at["rho"],
         "ep_rho_at_wall": best["rho"], "ep_rho_final": ep.rows[-1]["rho"],
         "bptt_status": bptt.status, "val_ce": bptt.rows[-1]["val_ce"],
-        "best_val_ce": bptt.best_val_ce, "rho": bptt.rows[-1]["rho"],
+        "best_val_ce": bptt.best, "rho": bptt.rows[-1]["rho"],
         "residual": bptt.rows[-1]["residual"], "steps": bptt.step,
     }
     if bptt.status != "ok":
@@ -68,7 +79,7 @@ def summarise(outcomes, names, tolerance):
 
 
 def plot(rows, path):
-    """CE, residual and ρ against step for both estimators, side by side."""
+    """CE, residual and ρ against step for both rules, side by side."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for i, (name, rs) in enumerate(rows.items()):
         steps, color = [r["step"] for r in rs], f"C{i}"

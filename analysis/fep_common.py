@@ -1,138 +1,138 @@
-"""Shared pieces of the fep-* studies: config -> objects, the chunked training loop.
+"""Shared by the fep-* studies: the typed configuration and what it builds.
 
-The one place where the studies' strings (variant, transport, optimizer,
-ce_reduction) become objects (flowsim.fep Modules, optax transforms).
-Config keys are flat (see scenarios/fep-overfit.toml).
+Config keys are flat (as in seeds 000/001): the free energy's weights, the
+Q-flow's tolerances, the optimiser. ``variant`` is the learning rule, from
+the registry's rules of the FEP scheme: ``pure`` (-dF/dθ at q*, the P-flow),
+``hybrid`` (seed 001's hand-made rules; options in the ``hybrid`` table) or
+``oracle`` (the exact gradient of the prediction loss).
 """
 
-from __future__ import annotations
+from typing import Literal
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import optax
+from pydantic import Field
 
 import flowsim
-from flowsim import fep
-from flowsim.run import at_least, one_of, positive
-
-VARIANTS = ("pure", "hybrid", "oracle")
-
-CONSTRAINTS = {
-    "variant": one_of(*VARIANTS),
-    "optimizer": one_of("sgd", "adam"),
-    "ce_reduction": one_of(*fep.CE_REDUCTIONS),
-    "transport": one_of("identity", "gauge"),
-    "steps": at_least(1),
-    "lr": positive,
-    "clip": at_least(0),
-    "B": at_least(1),
-    "N": at_least(1),
-    "V": at_least(2),
-    "K": at_least(1),
-    "token_scale": positive,
-    "alpha": positive,
-    "lambda_beta": at_least(0),
-    "lambda_obs": positive,
-    "tau": positive,
-    "kappa": positive,
-    "hybrid_rate": positive,
-    "disc_mult": at_least(0),
-    "t1": positive,
-    "qflow_tol": positive,
-    "steady_tol": positive,
-    "max_qflow_steps": at_least(1),
-    "predict_time": at_least(0),
-    "log_every": at_least(1),
-}
+from flowsim import fep, train
+from flowsim.run import StudyConfig
+from flowsim.run.registry import RuleContext, build_rule, with_rules
 
 
-def constraints_without(*keys) -> dict:
-    """CONSTRAINTS for a study whose config lacks `keys`."""
-    return {k: v for k, v in CONSTRAINTS.items() if k not in keys}
+class FEPModel(StudyConfig):
+    """The free energy, its sizes and the Q-flow (keys shared by every fep-* study)."""
+
+    B: int = Field(4, ge=1, le=10**5, description="sequences per batch")
+    N: int = Field(8, ge=1, le=10**5, description="positions per sequence")
+    K: int = Field(8, ge=1, le=4096, description="belief dimension")
+    token_scale: float = Field(0.1, gt=0, description="token prior means ~ N(0, token_scale^2)")
+    alpha: float = Field(1.0, gt=0, description="self-KL weight")
+    lambda_beta: float = Field(1.0, ge=0, description="alignment weight")
+    tau: float = Field(1.0, gt=0, description="decoder temperature")
+    kappa: float = Field(1.0, gt=0, description="attention temperature of beta_ij")
+    ce_reduction: Literal[fep.CE_REDUCTIONS] = Field(
+        "sum", description="sum, sum_over_BN (seed 001's double normalisation)")
+    transport: Literal["identity", "gauge"] = Field(
+        "identity", description="gauge: Omega_ij = exp(phi_i) exp(-phi_j), phi in so(K)")
+    t1: float = Field(50.0, gt=0, description="Q-flow horizon (stops earlier at a steady state)")
+    qflow_tol: float = Field(1e-5, gt=0, description="rtol = atol of the Q-flow integration")
+    steady_tol: float = Field(1e-6, gt=0, description="steady state: |dz/dt|_2 < steady_tol")
+    max_qflow_steps: int = Field(4096, ge=1, le=10**7)
+    predict_time: float = Field(1.0, ge=0, description="Q-flow time of a prediction (targets unseen)")
+
+
+class FEPTraining(FEPModel):
+    """A training run: the above, the observation weight and the optimiser."""
+
+    steps: int = Field(400, ge=1, le=10**7, description="learning steps")
+    lambda_obs: float = Field(1.0, gt=0, description="observation (CE) weight")
+    lr: float = Field(0.05, gt=0)
+    optimizer: Literal["sgd", "adam"] = Field(
+        "sgd", description="sgd = Euler on the P-flow d theta/dt = -eta dF/dtheta; adam")
+    clip: float = Field(0.0, ge=0, description="global-norm clip of the gradient (0: none)")
+
+
+FEPConfig = with_rules(FEPTraining, "fep", key="variant", default="pure", name="FEPConfig",
+                       choices=("pure", "hybrid", "oracle"))
+
+
+class RandomTokens(StudyConfig):
+    """Seed 001's minimal test draws its tokens from a vocabulary of V."""
+
+    V: int = Field(16, ge=2, le=10**6, description="vocabulary")
+
+
+class SyntheticConfig(FEPConfig, RandomTokens):
+    """A training run on random tokens (fep-overfit, fep-oracle)."""
 
 
 def transport(config):
-    return fep.GaugeTransport() if config["transport"] == "gauge" else fep.IdentityTransport()
+    return fep.GaugeTransport() if config.transport == "gauge" else fep.IdentityTransport()
 
 
 def free_energy(config, lambda_obs=None):
     return fep.FreeEnergy(
-        alpha=config["alpha"], lambda_beta=config["lambda_beta"],
-        lambda_obs=config["lambda_obs"] if lambda_obs is None else lambda_obs,
-        tau=config["tau"], kappa=config["kappa"], ce_reduction=config["ce_reduction"],
+        alpha=config.alpha, lambda_beta=config.lambda_beta,
+        lambda_obs=config.lambda_obs if lambda_obs is None else lambda_obs,
+        tau=config.tau, kappa=config.kappa, ce_reduction=config.ce_reduction,
         transport=transport(config))
 
 
 def qflow(config):
-    tol = config["qflow_tol"]
-    return fep.QFlow(t1=config["t1"], rtol=tol, atol=tol, steady_tol=config["steady_tol"],
-                     max_steps=config["max_qflow_steps"])
-
-
-def predict_flow(config):
-    """The prediction's relaxation: F without observations, integrated for predict_time."""
-    tol = config["qflow_tol"]
-    return fep.QFlow(t1=max(config["predict_time"], 1e-9), rtol=tol, atol=tol,
-                     max_steps=config["max_qflow_steps"], steady=False)
+    """The training Q-flow: to a steady state or to t1."""
+    return fep.qflow_solver(config.t1, config.qflow_tol, config.steady_tol,
+                            config.max_qflow_steps)
 
 
 def optimizer(config, lr=None):
-    """sgd (Euler on the P-flow) or adam, after global-norm clipping when config["clip"] > 0."""
-    lr = config["lr"] if lr is None else lr
-    opt = optax.adam(lr) if config["optimizer"] == "adam" else optax.sgd(lr)
-    if config.get("clip", 0.0) > 0:
-        opt = optax.chain(optax.clip_by_global_norm(config["clip"]), opt)
+    """sgd (Euler on the P-flow) or adam, after global-norm clipping when ``clip`` > 0."""
+    lr = config.lr if lr is None else lr
+    opt = optax.adam(lr) if config.optimizer == "adam" else optax.sgd(lr)
+    if config.clip > 0:
+        opt = optax.chain(optax.clip_by_global_norm(config.clip), opt)
     return opt
 
 
-def oracle_estimator():
-    # Newton polishes the Q-flow's q* (passed as the start), then GMRES on F_z^T.
-    return flowsim.Implicit(equilibrium=flowsim.EquilibriumSolver(relax_steps=0))
+def oracle(config):
+    """The exact gradient of the prediction loss: Newton polishes the Q-flow's q*."""
+    return flowsim.Implicit(equilibrium=flowsim.EquilibriumSolver(relax_steps=0,
+                                                                  warm_start=qflow(config)))
 
 
-def learner(config, variant=None, lr=None):
-    variant = variant or config["variant"]
-    opt = optimizer(config, lr)
-    if variant == "hybrid":
-        return fep.HybridLearner(opt, rate=config["hybrid_rate"], disc_mult=config["disc_mult"])
-    if variant == "oracle":
-        return fep.OracleLearner(opt, estimator=oracle_estimator())
-    return fep.PureLearner(opt)
+def rule(config, variant=None, lr=None):
+    """The learning rule ``variant`` (default: the config's)."""
+    context = RuleContext(equilibrium=oracle(config).equilibrium, fast_solver=qflow(config),
+                          lr=config.lr if lr is None else lr)
+    return build_rule(variant or config.variant, config, context)
 
 
-def init(config, key, N=None, V=None):
-    return fep.init_priors(key, V or config["V"], N or config["N"], config["K"], transport(config),
-                           token_scale=config["token_scale"])
+def init(config, key, V=None):
+    return fep.init_priors(key, V or config.V, config.N, config.K, transport(config),
+                           token_scale=config.token_scale)
 
 
 def random_batch(config, key):
-    """B random sequences of N+1 tokens: inputs x = seq[:, :-1], targets y = seq[:, 1:]."""
-    seq = jax.random.randint(key, (config["B"], config["N"] + 1), 0, config["V"])
-    return seq[:, :-1], seq[:, 1:]
+    """B random sequences of N+1 tokens: x = (seq[:, :-1], seq[:, 1:]), y = seq[:, 1:]."""
+    seq = jax.random.randint(key, (config.B, config.N + 1), 0, config.V)
+    return (seq[:, :-1], seq[:, 1:]), seq[:, 1:]
 
 
-def make_chunk(lrn, fe, flow, length, batch_fn):
-    """A jitted function running `length` learning steps (lax.scan); batch_fn(i) -> (x, y)."""
-
-    @jax.jit
-    def chunk(priors, opt_state, start):
-        def body(carry, i):
-            priors, opt_state = carry
-            x, y = batch_fn(i)
-            priors, opt_state, m = fep.learning_step(lrn, fe, flow, priors, opt_state, x, y)
-            return (priors, opt_state), m
-
-        return jax.lax.scan(body, (priors, opt_state), start + jnp.arange(length))
-
-    return chunk
+def keys(config):
+    """(init, data) keys of seed 001's minimal test (the fixed batch is drawn once)."""
+    return jax.random.split(jax.random.PRNGKey(config.seed))
 
 
-def rows_of(metrics: dict, start: int) -> list[dict]:
-    arrays = {k: np.asarray(v) for k, v in metrics.items()}
-    n = len(next(iter(arrays.values())))
-    return [{"step": start + t, **{k: a[t].item() for k, a in arrays.items()}} for t in range(n)]
+def task(config, data, train_batch, val_batch=None, lambda_obs=None):
+    """An FEPTask of this config on ``data`` (FixedBatch or TextWindows)."""
+    return fep.FEPTask(fep.fep_problem(free_energy(config, lambda_obs)), data, train_batch,
+                       val_batch, qflow(config),
+                       fep.predict_solver(config.predict_time, config.qflow_tol,
+                                          config.max_qflow_steps))
 
 
-def finite(x) -> bool:
-    return all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree_util.tree_leaves(x))
+def trainer(config, fep_task, variant=None):
+    return train.Trainer(fep_task, rule(config, variant), optimizer(config), config.seed)
+
+
+__all__ = ["FEPModel", "FEPTraining", "FEPConfig", "RandomTokens", "SyntheticConfig", "free_energy", "qflow", "optimizer", "oracle",
+           "rule", "init", "random_batch", "keys", "task", "trainer"]

@@ -1,87 +1,66 @@
 """fep-oracle: the P-flow's learning signal against the exact gradient of the prediction loss.
 
-At the Q-flow equilibrium q*(theta) the P-flow follows dF/dtheta, which is the
-total derivative dF(q*(theta), theta)/dtheta (envelope theorem). The prediction
-loss L = lambda_obs * CE(decode(q*), y) has the exact gradient
-dL(q*(theta), theta)/dtheta = L_theta + F_theta^T lambda from the engine's implicit
-oracle (`flowsim.Implicit` with `flowsim.ParametrisedLoss`; the token priors
-enter L directly through the decoder). Every `oracle_every` steps of pure
-P-flow training we record cos_pflow_oracle = cos(dF/dtheta, dL/dtheta); then
-we train again from the same initialisation with the oracle gradient itself
-(same optimiser and learning rate) and plot train CE at q* for both.
+At the Q-flow equilibrium q*(θ) the P-flow follows ∂F/∂θ, which is the total
+derivative dF(q*(θ), θ)/dθ (envelope theorem). The prediction loss
+L = λ_obs · CE(decode(q*), y) has the exact gradient
+dL(q*(θ), θ)/dθ = L_θ + F_θᵀ λ from the engine's oracle (``flowsim.Implicit``,
+Newton polishing the Q-flow's q*). The training loop records, every
+``oracle_every`` steps of pure P-flow training, cos_oracle = cos(∂F/∂θ,
+dL/dθ); then it trains again from the same initialisation with the oracle
+gradient itself (same optimiser and learning rate), and the plot shows the
+train CE at q* of both.
 """
 
-from __future__ import annotations
+from pydantic import Field
 
-import jax
-import matplotlib.pyplot as plt
+from flowsim import fep, train
 
-import flowsim
-from analysis import fep_common as fc
-from flowsim import fep
-
-CONSTRAINTS = {**fc.constraints_without("variant", "hybrid_rate", "disc_mult", "predict_time",
-                                         "log_every"),
-               "oracle_every": fc.at_least(1)}
+from . import fep_common as fc
 
 
-def _compare(fe, flow, est, x, y):
-    @jax.jit
-    def compare(priors):
-        z_star, _ = flow.solve(fe, fep.init_beliefs(priors, x), priors, y)
-        signal = fep.pflow_signal(fe, z_star, priors, y)
-        oracle, info = fep.oracle_gradient(fe, est, priors, z_star, y)
-        return {"cos_pflow_oracle": flowsim.cosine(signal, oracle),
-                "compare_ok": info["result"] == flowsim.RESULTS.successful,
-                "compare_residual": info["residual"], "compare_gmres_steps": info["gmres_steps"]}
-
-    return compare
+class Config(fc.SyntheticConfig):
+    oracle_every: int = Field(5, ge=1, description="steps between cos_oracle samples")
 
 
-def _train(config, variant, priors, x, y, fe, flow, ctx, compare=None):
-    lrn = fc.learner(config, variant)
-    opt_state = lrn.init(priors)
-    every = min(config["oracle_every"], config["steps"])
-    chunk = fc.make_chunk(lrn, fe, flow, every, lambda i: (x, y))
-    rows = []
-    for start in ctx.progress(range(0, config["steps"], every), desc=f"fep-oracle {variant}"):
-        extra = {k: v.item() for k, v in compare(priors).items()} if compare else {}
-        (priors, opt_state), m = chunk(priors, opt_state, start)
-        chunk_rows = fc.rows_of(m, start)
-        chunk_rows[0].update(extra)
-        rows += [{"run": variant, **r} for r in chunk_rows]
-    return rows
+def _train(config, variant, priors, task, ctx, oracle_every):
+    record = lambda row: ctx.append_metrics({"run": variant, **row})
+    return train.fit(
+        fc.trainer(config, task, variant), priors, steps=config.steps, eval_every=1,
+        record=record, oracle=fc.oracle(config) if oracle_every else None,
+        oracle_every=oracle_every or 1,
+        divergence=train.Divergence(monitor="F", factor=1e6, against="first",
+                                    finite=("F", "train_ce"), max_skipped_steps=config.steps),
+        log=ctx.log)
 
 
 def run(config, ctx):
-    key_init, key_data = jax.random.split(jax.random.PRNGKey(config["seed"]))
+    key_init, key_data = fc.keys(config)
     priors = fc.init(config, key_init)
     x, y = fc.random_batch(config, key_data)
-    fe, flow = fc.free_energy(config), fc.qflow(config)
-    compare = _compare(fe, flow, fc.oracle_estimator(), x, y)
-    pure = _train(config, "pure", priors, x, y, fe, flow, ctx, compare)
-    oracle = _train(config, "oracle", priors, x, y, fe, flow, ctx)
-    ctx.write_metrics(pure + oracle)
-    cos = [r["cos_pflow_oracle"] for r in pure if "cos_pflow_oracle" in r]
-    plot(pure, oracle, ctx.plot_path("oracle"))
-    bad_compare = sum(not r["compare_ok"] for r in pure if "compare_ok" in r)
-    bad_steps = sum(not r["oracle_ok"] for r in oracle)
+    task = fc.task(config, fep.FixedBatch(x, y), (x, y))
+    pure = _train(config, "pure", priors, task, ctx, config.oracle_every)
+    oracle = _train(config, "oracle", priors, task, ctx, 0)
+    plot(pure.rows, oracle.rows, ctx.plot_path("oracle"))
+    cos = [r["cos_oracle"] for r in pure.rows if r["cos_oracle"] == r["cos_oracle"]]
     summary = {
         "cos_min": min(cos), "cos_max": max(cos), "cos_first": cos[0], "cos_last": cos[-1],
-        "pure_train_ce": pure[-1]["train_ce"], "oracle_train_ce": oracle[-1]["train_ce"],
-        "pure_train_acc": pure[-1]["train_acc"], "oracle_train_acc": oracle[-1]["train_acc"],
-        "compare_failures": bad_compare, "oracle_step_failures": bad_steps,
-        "steps": config["steps"],
+        "pure_train_ce": pure.rows[-1]["train_ce"], "oracle_train_ce": oracle.rows[-1]["train_ce"],
+        "pure_train_acc": pure.rows[-1]["train_acc"],
+        "oracle_train_acc": oracle.rows[-1]["train_acc"],
+        "oracle_step_failures": oracle.skipped, "steps": config.steps,
     }
-    if not all(map(fc.finite, (pure[-1]["train_ce"], oracle[-1]["train_ce"]))):
-        summary.update(status="diverged", reason="non-finite train CE")
+    diverged = [o for o in (pure, oracle) if o.status != "ok"]
+    if diverged:
+        summary.update(status="diverged", reason="; ".join(o.reason for o in diverged))
     return summary
 
 
 def plot(pure, oracle, path):
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    cos_rows = [r for r in pure if "cos_pflow_oracle" in r]
-    axes[0].plot([r["step"] for r in cos_rows], [r["cos_pflow_oracle"] for r in cos_rows], "o-")
+    cos_rows = [r for r in pure if r["cos_oracle"] == r["cos_oracle"]]
+    axes[0].plot([r["step"] for r in cos_rows], [r["cos_oracle"] for r in cos_rows], "o-")
     axes[0].set_ylabel("cos(dF/dtheta, dCE(q*)/dtheta)")
     axes[0].set_title("P-flow signal vs oracle, along P-flow training")
     for rows, label in ((pure, "P-flow (-dF/dtheta)"), (oracle, "oracle (-dCE(q*)/dtheta)")):

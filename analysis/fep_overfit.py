@@ -1,75 +1,84 @@
 """fep-overfit: seed 001's minimal test (B=4, N=8, V=16 random tokens).
 
-Trains theta by the chosen learner (variant = pure | hybrid | oracle) on one
-fixed batch, alternating Q-flow -> P-step (flowsim/fep/pflow.py) until the
-train CE at q* is below `target_ce` with accuracy 1.0, or `steps` run out.
+Trains θ by the chosen rule (variant = pure | hybrid | oracle) on one fixed
+batch with the one training loop (one Q-flow to q*, then one optax step, per
+step), until the train CE at q* is below ``target_ce`` with accuracy 1.0
+(``target_met``) or ``steps`` run out. Either way the run completed: status
+"ok", the finding is ``target_met``.
 
 "train CE" is the seeds' quantity: the decoder's CE at the Q-flow equilibrium
 q* of the full F, whose observation term contains the targets (the beliefs see
-what they are scored on). `pred_ce`/`pred_acc` are the honest predictions: the
-Q-flow of F with lambda_obs = 0 from the input tokens' priors for
-`predict_time`, then decoded. The run is "diverged" when F at q* exceeds
-`diverge_factor` times its initial value (or is non-finite).
+what they are scored on). ``pred_ce``/``pred_acc`` are the honest predictions:
+the Q-flow of F with lambda_obs = 0 from the input tokens' priors for
+``predict_time``, then decoded. The run is "diverged" when F at q* exceeds
+``diverge_factor`` times its initial value (or is not finite).
 """
 
-from __future__ import annotations
+from pathlib import Path
 
-import jax
-import numpy as np
+import matplotlib.pyplot as plt
+from pydantic import Field
 
-from analysis import fep_common as fc
-from flowsim import fep
+from flowsim import fep, train
 
-CONSTRAINTS = {**fc.CONSTRAINTS, "target_ce": fc.positive, "diverge_factor": fc.at_least(1)}
+from . import fep_common as fc
+from .common import CHECKPOINTS, config_hash, kept_rows
+
+
+class Config(fc.SyntheticConfig):
+    target_ce: float = Field(0.05, gt=0, description="train CE at q* that counts as overfit")
+    diverge_factor: float = Field(100.0, ge=1, description="diverged when F(q*) > factor x F(step 0)")
+    max_skipped: int = Field(10, ge=0, description="failed estimates (theta kept) before a stop")
+    checkpoint_every: int = Field(50, ge=0, description="steps between checkpoints (0: final only)")
 
 
 def run(config, ctx):
-    key_init, key_data = jax.random.split(jax.random.PRNGKey(config["seed"]))
+    key_init, key_data = fc.keys(config)
     priors = fc.init(config, key_init)
     x, y = fc.random_batch(config, key_data)
-    fe, flow = fc.free_energy(config), fc.qflow(config)
-    lrn = fc.learner(config)
-    opt_state = lrn.init(priors)
-    every = min(config["log_every"], config["steps"])
-    chunk = fc.make_chunk(lrn, fe, flow, every, lambda i: (x, y))
-    ctx.log(f"fep-overfit: variant={config['variant']} B={config['B']} N={config['N']} "
-            f"V={config['V']} K={config['K']} ce_reduction={config['ce_reduction']}")
-    rows, reached, last = [], None, None
-    for start in ctx.progress(range(0, config["steps"], every), desc="fep-overfit"):
-        (priors, opt_state), m = chunk(priors, opt_state, start)
-        for row in fc.rows_of(m, start):
-            ctx.append_metrics(row)
-            rows.append(row)
-            if reached is None and row["train_ce"] < config["target_ce"] and row["train_acc"] == 1.0:
-                reached = row["step"]
-        last = rows[-1]
-        runaway = last["F"] > config["diverge_factor"] * rows[0]["F"]
-        if not fc.finite(priors) or last["F"] != last["F"] or runaway:
-            return {"status": "diverged", "variant": config["variant"], "steps": last["step"],
-                    "reason": f"F = {last['F']:.4g} at step {last['step']} (F(0) = {rows[0]['F']:.4g})",
-                    "train_ce": last["train_ce"], "train_acc": last["train_acc"],
-                    "best_train_ce": min(r["train_ce"] for r in rows)}
-        if reached is not None:
-            break
-        if "oracle_ok" in m and not np.any(m["oracle_ok"]):
-            return {"status": "failed", "variant": config["variant"], "steps": last["step"],
-                    "reason": f"the oracle failed at every step of {start}..{last['step']} "
-                              "(theta is not updated on a failed oracle)",
-                    "train_ce": last["train_ce"], "train_acc": last["train_acc"]}
-    final = rows[reached] if reached is not None else last
-    pred = jax.jit(lambda p: fep.predict(fe, fc.predict_flow(config), p, x, y))(priors)
+    task = fc.task(config, fep.FixedBatch(x, y), (x, y))
+    ctx.log(f"fep-overfit: variant={config.variant} B={config.B} N={config.N} V={config.V} "
+            f"K={config.K} ce_reduction={config.ce_reduction}")
+    target = lambda row: row["train_ce"] < config.target_ce and row["train_acc"] == 1.0
+    where = Path(ctx.dir) / CHECKPOINTS
+    outcome = train.fit(
+        fc.trainer(config, task), priors, steps=config.steps, eval_every=1,
+        record=ctx.append_metrics, checkpoint_dir=where,
+        checkpoint_every=config.checkpoint_every, config_hash=config_hash(config),
+        divergence=train.Divergence(monitor="F", factor=config.diverge_factor, against="first",
+                                    finite=("F", "train_ce"),
+                                    max_skipped_steps=config.max_skipped),
+        rows=kept_rows(ctx, {None: where}), stop=target, log=ctx.log)
+    rows = outcome.rows
+    plot(rows, config.target_ce, ctx.plot_path("overfit"))
+    final = rows[-1]
     summary = {
-        "variant": config["variant"], "ce_reduction": config["ce_reduction"],
-        "train_ce": final["train_ce"], "train_acc": final["train_acc"],
-        "steps": final["step"], "initial_train_ce": rows[0]["train_ce"],
-        "initial_train_acc": rows[0]["train_acc"],
-        "pred_ce": float(pred["pred_ce"]), "pred_acc": float(pred["pred_acc"]),
-        "F": final["F"], "ratio_ce_kl": final["ratio_ce_kl"],
+        "variant": config.variant, "ce_reduction": config.ce_reduction,
+        "target_met": outcome.stopped, "target_ce": config.target_ce,
+        "train_ce": final["train_ce"], "train_acc": final["train_acc"], "steps": final["step"],
+        "initial_train_ce": rows[0]["train_ce"], "initial_train_acc": rows[0]["train_acc"],
+        "pred_ce": final["pred_ce"], "pred_acc": final["pred_acc"], "F": final["F"],
+        "ratio_ce_kl": final["ratio_ce_kl"], "skipped_steps": outcome.skipped,
     }
-    if reached is None:
-        summary.update(status="failed", reason=(
-            f"train CE {last['train_ce']:.4g}, acc {last['train_acc']:.3g} after "
-            f"{config['steps']} steps (target CE < {config['target_ce']}, acc 1.0)"))
-    else:
-        summary["status"] = "ok"
+    if outcome.status != "ok":
+        summary.update(status="diverged", reason=outcome.reason,
+                       best_train_ce=min(r["train_ce"] for r in rows))
     return summary
+
+
+def plot(rows, target, path):
+    steps = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].semilogy(steps, [r["train_ce"] for r in rows], label="train CE at q* (targets in F)")
+    axes[0].semilogy(steps, [r["pred_ce"] for r in rows], label="prediction CE (no targets)")
+    axes[0].axhline(target, color="gray", ls=":", label=f"target {target:g}")
+    axes[0].set_ylabel("CE (nats)")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(steps, [r["F"] for r in rows])
+    axes[1].set_ylabel("F at q*")
+    for ax in axes:
+        ax.set_xlabel("step")
+    fig.suptitle("Pure FEP on seed 001's minimal batch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,61 +1,71 @@
-"""fep-sweep: learning rate x lambda_obs grid for the pure (or hybrid) variant, vectorised.
+"""fep-sweep: learning rate × λ_obs grid for the pure (or hybrid) rule, vectorised.
 
-The whole grid is ONE compiled function: `jax.vmap` over (lr, lambda_obs) of a
-`lax.scan` of `steps` learning steps (Q-flow to q* by diffrax, then the P-step),
-on seed 001's minimal batch. lambda_obs is a leaf of the FreeEnergy Module and
-lr a leaf of the optax state (`optax.inject_hyperparams`), so nothing retraces.
-Heat maps of the final train CE at q* (targets clamped, as in fep-overfit) and
-of the prediction CE (Q-flow without observations for `predict_time`).
+The whole grid is ONE compiled function: ``jax.vmap`` over (lr, λ_obs) of the
+training loop's own steps (:func:`flowsim.train.run_steps`: a Q-flow to q*,
+then the rule's optax step), on seed 001's minimal batch. λ_obs is a leaf of
+the free energy (in the task) and lr a leaf of the optax state
+(``optax.inject_hyperparams``), so nothing retraces. Heat maps of the final
+train CE at q* (targets clamped, as in fep-overfit) and of the prediction CE
+(Q-flow without observations for ``predict_time``).
 """
 
-from __future__ import annotations
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
+from pydantic import Field, model_validator
 
-from analysis import fep_common as fc
-from flowsim import fep
+from flowsim import fep, train
+from flowsim.fep.task import _metrics
+from flowsim.run.registry import HybridOptions
 
-CONSTRAINTS = {
-    **fc.constraints_without("lr", "lambda_obs", "clip", "log_every", "optimizer"),
-    "lr_min": fc.positive, "lr_max": fc.positive, "n_lr": fc.at_least(1),
-    "lambda_min": fc.positive, "lambda_max": fc.positive, "n_lambda": fc.at_least(1),
-    "variant": fc.one_of("pure", "hybrid"),
-}
+from . import fep_common as fc
+
+
+class Config(fc.FEPModel, fc.RandomTokens):
+    steps: int = Field(30, ge=1, le=10**6, description="learning steps per grid point")
+    lr_min: float = Field(0.005, gt=0)
+    lr_max: float = Field(0.1, gt=0)
+    n_lr: int = Field(4, ge=1, le=1024)
+    lambda_min: float = Field(0.1, gt=0)
+    lambda_max: float = Field(10.0, gt=0)
+    n_lambda: int = Field(4, ge=1, le=1024)
+    variant: Literal["pure", "hybrid"] = Field("pure", description="the P-step is SGD")
+    hybrid: HybridOptions = HybridOptions()
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for low, high in (("lr_min", "lr_max"), ("lambda_min", "lambda_max")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} ({getattr(self, low)}) must not exceed {high} "
+                                 f"({getattr(self, high)})")
+        return self
 
 
 def run(config, ctx):
-    key_init, key_data = jax.random.split(jax.random.PRNGKey(config["seed"]))
+    key_init, key_data = fc.keys(config)
     priors = fc.init(config, key_init)
     x, y = fc.random_batch(config, key_data)
-    lrs = np.geomspace(config["lr_min"], config["lr_max"], config["n_lr"])
-    lams = np.geomspace(config["lambda_min"], config["lambda_max"], config["n_lambda"])
-    flow, pflow = fc.qflow(config), fc.predict_flow(config)
+    lrs = np.geomspace(config.lr_min, config.lr_max, config.n_lr)
+    lams = np.geomspace(config.lambda_min, config.lambda_max, config.n_lambda)
     opt = optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
-    lrn = (fep.HybridLearner(opt, rate=config["hybrid_rate"], disc_mult=config["disc_mult"])
-           if config["variant"] == "hybrid" else fep.PureLearner(opt))
+    data_key, noise_key = train.keys(config.seed)[1:]
 
     def train_one(lr, lam):
-        fe = fc.free_energy(config, lambda_obs=lam)
-        state = lrn.init(priors)
+        task = fc.task(config, fep.FixedBatch(x, y), (x, y), lambda_obs=lam)
+        rule = fc.rule(config, lr=lr)
+        state = opt.init(priors)
         state.hyperparams["learning_rate"] = jnp.asarray(lr, priors.tok_mu.dtype)
-
-        def body(carry, _):
-            p, s = carry
-            p, s, m = fep.learning_step(lrn, fe, flow, p, s, x, y)
-            return (p, s), (m["train_ce"], m["train_acc"])
-
-        (p, _), (ce, acc) = jax.lax.scan(body, (priors, state), None, length=config["steps"])
-        final = fep.clamped(fe, flow, p, x, y, "train")
-        pred = fep.predict(fe, pflow, p, x, y)
-        return {**final, **pred, "ce_curve": ce}
+        params, _, _ = train.run_steps(task, rule, opt, priors, state, data_key, noise_key,
+                                       config.steps)
+        return _metrics(task, params)
 
     grid = jax.jit(jax.vmap(jax.vmap(train_one, in_axes=(None, 0)), in_axes=(0, None)))
-    ctx.log(f"fep-sweep: {len(lrs)} x {len(lams)} grid, {config['steps']} steps each, one jit")
-    out = jax.tree_util.tree_map(np.asarray, grid(jnp.asarray(lrs), jnp.asarray(lams)))
+    ctx.log(f"fep-sweep: {len(lrs)} x {len(lams)} grid, {config.steps} steps each, one jit")
+    out = jax.tree.map(np.asarray, grid(jnp.asarray(lrs), jnp.asarray(lams)))
     rows = []
     for a, lr in enumerate(lrs):
         for b, lam in enumerate(lams):
@@ -67,11 +77,11 @@ def run(config, ctx):
     ce = out["train_ce"]
     finite = np.isfinite(ce)
     best = np.unravel_index(np.nanargmin(np.where(finite, ce, np.nan)), ce.shape) if finite.any() else (0, 0)
-    summary = {"variant": config["variant"], "grid": f"{len(lrs)}x{len(lams)}",
+    summary = {"variant": config.variant, "grid": f"{len(lrs)}x{len(lams)}",
                "best_train_ce": ce[best], "best_lr": lrs[best[0]], "best_lambda_obs": lams[best[1]],
                "worst_train_ce": np.nanmax(ce) if finite.any() else float("nan"),
                "n_reached_0.05": int(np.sum((ce < 0.05) & (out["train_acc"] == 1.0))),
-               "n_nonfinite": int(np.sum(~finite)), "steps": config["steps"]}
+               "n_nonfinite": int(np.sum(~finite)), "steps": config.steps}
     if not finite.any():
         summary.update(status="diverged", reason="every grid point non-finite")
     return summary

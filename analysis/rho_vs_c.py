@@ -1,7 +1,9 @@
 r"""rho-vs-c: contraction of the deployed relaxation along a one-parameter family.
 
-The family scales the recurrent weights of a model, W → c·W (and W_out → c·W_out
-when untied), at its initialisation or at a checkpoint of an ep-* run. For each
+The family scales the recurrent weights of a trained model, W → c·W (and
+W_out → c·W_out when untied): the model of an ep-train run's checkpoint
+(``rho.source``; by default the newest matching ep-train run in the run
+store, or one made first with BPTT for ``rho.source_steps`` steps). For each
 c, on the fixed validation batch: ρ(I + ε F_z) at z_T (max over samples), the
 finite-T1 residual mean_i ‖F(z_T)_i‖ and the deployed CE. Since
 F_z = −I + c² Wᵀ D W (tied), ρ grows with c and passes 1 where the relaxation
@@ -11,13 +13,34 @@ stops contracting; ρ^T1 says how much of z_0's error survives T1 steps.
 import equinox as eqx
 import matplotlib.pyplot as plt
 import numpy as np
+from pydantic import Field, model_validator
 
-from analysis import char_training as ct
-from flowsim.run import at_least, positive
-from flowsim.train import Diagnostics
+from flowsim.ep.char_task import deployed_state, spectral_radius
+from flowsim.run import Section
 
-CONSTRAINTS = {**ct.CONSTRAINTS, "rho.c_min": positive, "rho.c_max": positive,
-               "rho.points": at_least(2), "rho.source_step": at_least(-1)}
+from . import char_training as ct
+from . import ep_train
+from .ep_source import source_run
+
+
+class RhoSection(Section):
+    c_min: float = Field(0.25, gt=0)
+    c_max: float = Field(3.0, gt=0)
+    points: int = Field(12, ge=2, le=10**5)
+    source: str = Field("", description="an ep-train run directory; '': found or made")
+    source_subdir: str = Field("", description="its checkpoint folder (e.g. 'hep' of ep-wall)")
+    source_step: int = Field(-1, ge=-1, description="-1: the last checkpoint")
+    source_steps: int = Field(300, ge=1, le=10**7, description="steps of an ep-train run made here")
+
+    @model_validator(mode="after")
+    def _range(self):
+        if not self.c_min < self.c_max:
+            raise ValueError(f"rho.c_min ({self.c_min}) must be below rho.c_max ({self.c_max})")
+        return self
+
+
+class Config(ct.CharConfig):
+    rho: RhoSection = RhoSection()
 
 
 def scaled(params, c):
@@ -27,31 +50,38 @@ def scaled(params, c):
     return params
 
 
+def train_config(config, steps):
+    data = {k: v for k, v in config.model_dump().items() if k in ep_train.Config.model_fields}
+    data["train"]["steps"] = steps
+    return ep_train.Config.model_validate(data)
+
+
 def run(config, ctx):
-    r = config["rho"]
-    if r["source"]:
-        (params, _), source_config, step = ct.source_checkpoint(r["source"], r["source_subdir"],
-                                                           r["source_step"])
-        config = {**source_config, "train": {**source_config["train"],
-                                             "rho_samples": config["train"]["rho_samples"]}}
-        ctx.log(f"rho-vs-c: parameters of {r['source']} at step {step}")
-    setup = ct.CharSetup(config)
-    if not r["source"]:
-        params = setup.init_params()
-    diag = Diagnostics(setup.trainer("bptt"), None, config["train"]["rho_samples"])
-    xv, yv = setup.eval_batches[1]
+    r = config.rho
+    source, how = source_run(config, ctx, study="ep_train", named=r.source,
+                             subdir=r.source_subdir, steps=r.source_steps, configure=train_config)
+    (params, _), source_config, step = ct.source_checkpoint(source, r.source_subdir,
+                                                            r.source_step)
+    ctx.log(f"rho-vs-c: parameters of {source} at step {step}")
+    setup = ct.CharSetup(source_config)
+    task = setup.task
+    xv, yv = task.eval_batches[1]
     rows = []
-    for c in np.linspace(r["c_min"], r["c_max"], r["points"]):
-        d = diag.deployed(scaled(params, float(c)), xv, yv)
-        rows.append({"c": float(c), "rho": d["rho"], "residual": d["residual"], "val_ce": d["ce"],
-                     "rho_pow_t1": d["rho"] ** config["model"]["t1"]})
-        ctx.log(f"c={c:.3f} rho={d['rho']:.5f} residual={d['residual']:.3g} val_ce={d['ce']:.4f}")
+    for c in np.linspace(r.c_min, r.c_max, r.points):
+        p = scaled(params, float(c))
+        ce, residual, z_t = deployed_state(task, p, xv, yv)
+        rho = spectral_radius(task, p, z_t, xv, config.train.rho_samples)
+        rows.append({"c": float(c), "rho": rho, "residual": float(residual),
+                     "val_ce": float(ce), "rho_pow_t1": rho ** source_config.model.t1})
+        ctx.log(f"c={c:.3f} rho={rho:.5f} residual={float(residual):.3g} val_ce={float(ce):.4f}")
     ctx.write_metrics(rows)
-    plot(rows, ctx.plot_path("rho_vs_c"), config["model"]["t1"])
+    plot(rows, ctx.plot_path("rho_vs_c"), source_config.model.t1)
     crossing = [row["c"] for row in rows if row["rho"] >= 1.0]
     at_one = min(rows, key=lambda row: abs(row["c"] - 1.0))
-    return {"status": "ok", "c_rho_ge_1": crossing[0] if crossing else -1.0,
-            "rho": at_one["rho"], "residual": at_one["residual"], "val_ce": at_one["val_ce"]}
+    return {"c_rho_ge_1": crossing[0] if crossing else -1.0, "source_run": str(source),
+            "source_obtained": how, "source_step": step, "c_nearest_1": at_one["c"],
+            "rho_at_c_nearest_1": at_one["rho"], "residual_at_c_nearest_1": at_one["residual"],
+            "val_ce_at_c_nearest_1": at_one["val_ce"]}
 
 
 def plot(rows, path, t1):

@@ -1,6 +1,6 @@
 """Why did a training run's equilibrium solve fail at step S? Replay it and watch the relaxation.
 
-    python -m analysis.slow_relaxation RUN_DIR SUBDIR CHECKPOINT STEP
+    python -m flowsim.studies.slow_relaxation RUN_DIR SUBDIR CHECKPOINT STEP
 
 replays the estimator ``SUBDIR`` of an ep-* run (``RUN_DIR/checkpoints/SUBDIR``)
 from its checkpoint ``CHECKPOINT`` to training step ``STEP`` (every run is a
@@ -14,23 +14,23 @@ as opposed to an unstable equilibrium (ρ ≥ 1 where the residual is ~0).
 """
 
 import sys
-import tomllib
 
 import jax
 import numpy as np
 
 import flowsim
-from analysis import char_training as ct
 from flowsim import train
-from flowsim.models import char_equilibrium as cm
+from flowsim.ep import char_model as cm
+from flowsim.run.runs import read_config
+
+from . import char_training as ct
 
 HORIZONS = (150, 1_000, 5_000, 20_000)
 
 
 def replay(run_dir, subdir, checkpoint, step):
     """(config, params at ``step``, the trainer) of the run's ``subdir`` estimator."""
-    with open(f"{run_dir}/config.toml", "rb") as f:
-        config = tomllib.load(f)["config"]
+    config = read_config(run_dir)
     setup = ct.CharSetup(config)
     trainer = setup.trainer(subdir)
     params = setup.init_params()
@@ -38,7 +38,7 @@ def replay(run_dir, subdir, checkpoint, step):
         f"{run_dir}/{ct.CHECKPOINTS}/{subdir}", checkpoint, (params, trainer.init_opt_state(params)))
     for k in range(checkpoint, step):
         grads, info = trainer.gradient(params, k)
-        if not bool(info["finite"]):
+        if not bool(info["result"] == flowsim.RESULTS.successful):
             raise SystemExit(f"the replay failed earlier, at step {k}")
         params, opt_state = trainer.update(params, opt_state, grads)
     return config, params, trainer
@@ -73,7 +73,7 @@ def main(argv):
         return 2
     x, _ = trainer.batch(step)
     z0 = cm.initial_state(params, x)
-    dt = config["model"]["dt"]
+    dt = config.model.dt
     _, info = flowsim.equilibrium(cm.field, z0, params, x, ct.equilibrium_solver(config))
     print(f"step {step}: equilibrium {flowsim.result_name(info['result'])}, residual "
           f"{float(info['residual']):.3g}, Newton iterations {int(info['newton_steps'])}, "

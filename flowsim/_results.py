@@ -4,9 +4,11 @@ import equinox as eqx
 
 
 class RESULTS(eqx.Enumeration):
-    """Why a relaxation, equilibrium solve or gradient estimate ended.
+    """Why a fast solve or a learning rule's estimate ended.
 
-    Only ``RESULTS.successful`` means the accompanying number can be trusted.
+    Only ``RESULTS.successful`` means the accompanying number can be trusted
+    as it stands; ``samples_failed`` means it holds for the converged samples
+    of a batch only (``info["failed_samples"]`` counts the others).
     """
 
     successful = ""
@@ -17,12 +19,28 @@ class RESULTS(eqx.Enumeration):
         "The adjoint linear solve (GMRES) did not converge: breakdown, stagnation "
         "or maximum steps."
     )
+    not_steady = (
+        "The flow did not reach a steady state: the norm of the vector field is above "
+        "its tolerance at the final time."
+    )
+    samples_failed = (
+        "The solve failed on some samples of the batch; the estimate is over the "
+        "converged samples only (see info['failed_samples'])."
+    )
+
+
+NAMES = ("successful", "max_steps_reached", "nonfinite", "equilibrium_failed",
+         "linear_solve_failed", "not_steady", "samples_failed")
 
 
 def result_name(code) -> str:
     """The name of a result code (``"successful"``, ``"equilibrium_failed"``, ...)."""
-    for name in ("successful", "max_steps_reached", "nonfinite", "equilibrium_failed",
-                 "linear_solve_failed"):
+    for name in NAMES:
         if bool(code == getattr(RESULTS, name)):
             return name
     raise ValueError(f"unknown result code {code!r}")
+
+
+def result_index(name: str) -> int:
+    """The integer a result code is stored as (for arrays of per-sample codes)."""
+    return NAMES.index(name)

@@ -37,3 +37,26 @@ def tree_sub(a, b):
 
 def tree_nan_like(a):
     return jax.tree.map(lambda u: jnp.full_like(u, jnp.nan), a)
+
+
+def tree_where(pred, a, b):
+    """Leafwise ``where(pred, a, b)``; ``pred`` broadcasts against each leaf from the left.
+
+    A per-sample predicate of shape (B,) selects whole samples of leaves of
+    shape (B, ...).
+    """
+
+    def pick(u, v):
+        p = jnp.reshape(pred, jnp.shape(pred) + (1,) * (jnp.ndim(u) - jnp.ndim(pred)))
+        return jnp.where(p, u, v)
+
+    return jax.tree.map(pick, a, b)
+
+
+def cast(tree, dtype):
+    """Cast the floating leaves of a pytree to ``dtype`` (others unchanged)."""
+    return jax.tree.map(
+        lambda u: u.astype(dtype)
+        if hasattr(u, "dtype") and jnp.issubdtype(u.dtype, jnp.floating) else u,
+        tree,
+    )

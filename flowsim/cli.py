@@ -49,13 +49,20 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _command_list() -> int:
-    """Print ``name  description`` for every scenario."""
-    rows = describe_scenarios()
+    """Print ``name  time  needs  description`` for every scenario, one line each."""
+    rows = []
+    for item in describe_scenarios():
+        if isinstance(item, tuple):
+            rows.append((item[0], "", "", item[1]))
+        else:
+            needs = f"needs {item.needs}" if item.needs else ""
+            rows.append((item.name, item.time, needs, item.description))
     if not rows:
         print(f"no scenarios in {scenario_dir()}", file=sys.stderr)
-    width = max((len(name) for name, _ in rows), default=0)
-    for name, description in rows:
-        print(f"{name:<{width}}  {description}")
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths) if width]
+        print("  ".join(cells + [row[3]]).rstrip())
     return 0
 
 
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _command_run(args, argv)
         if args.command == "resume":
-            from flowsim.train.resume import resume_run
+            from flowsim.run.resume import resume_run
 
             return resume_run(args.directory, ["flowsim", *argv])
         print(describe_run(args.directory))

@@ -21,24 +21,33 @@ from flowsim.cli import main
 STUDY_PACKAGE = "flowsim_cli_probe"
 
 PROBE_STUDY = '''
-"""A study that ends the way config["behaviour"] says."""
+"""A study that ends the way config.behaviour says."""
 import math
+from typing import Literal
 
-from flowsim.run import at_least, in_range, one_of, positive
+from pydantic import Field
 
-CONSTRAINTS = {
-    "dt": positive,
-    "steps": at_least(1),
-    "model.width": at_least(1),
-    "beta": in_range(0.0, 1.0),
-    "behaviour": one_of("ok", "raise", "diverge", "interrupt", "bad_summary"),
-}
+from flowsim.run import Section, StudyConfig
+
+
+class Model(Section):
+    width: int = Field(8, ge=1)
+
+
+class Config(StudyConfig):
+    dt: float = Field(0.1, gt=0)
+    steps: int = Field(3, ge=1)
+    beta: float = Field(0.5, ge=0.0, le=1.0)
+    behaviour: Literal["ok", "raise", "diverge", "interrupt", "bad_summary"] = "ok"
+    sizes: list[float] = Field([1.0, 2.0], min_length=1)
+    verbose: bool = False
+    model: Model = Model()
 
 
 def run(config, ctx):
-    behaviour = config["behaviour"]
-    for step in ctx.progress(range(config["steps"]), desc="probe"):
-        ctx.append_metrics({"step": step, "loss": config["dt"] * step, "seed": ctx.seed})
+    behaviour = config.behaviour
+    for step in ctx.progress(range(config.steps), desc="probe"):
+        ctx.append_metrics({"step": step, "loss": config.dt * step, "seed": ctx.seed})
     if behaviour == "raise":
         raise ValueError("boom")
     if behaviour == "interrupt":
@@ -54,7 +63,7 @@ def run(config, ctx):
     figure.savefig(ctx.plot_path("loss"))
     plt.close(figure)
     ctx.log("probe done")
-    return {"loss": 0.25, "steps_run": config["steps"]}
+    return {"loss": 0.25, "steps_run": config.steps}
 '''
 
 PROBE_SCENARIO = f'''
@@ -158,13 +167,14 @@ BAD_INPUTS = [
     (["run", "probe", "--set", "dt=-0.1"], "dt = -0.1: must be > 0"),
     (["run", "probe", "--set", "dt=0"], "must be > 0"),
     (["run", "probe", "--set", "steps=0"], "steps = 0: must be >= 1"),
-    (["run", "probe", "--set", "beta=1.5"], "beta = 1.5: must be in [0.0, 1.0]"),
+    (["run", "probe", "--set", "beta=1.5"], "beta = 1.5: must be <= 1.0"),
+    (["run", "probe", "--set", "sizes=[]"], "sizes = []: must have at least 1"),
     (["run", "probe", "--set", "dt=nan"], "dt = nan: must be a finite number"),
     (["run", "probe", "--set", "dt=inf"], "must be a finite number"),
     (["run", "probe", "--set", "behaviour=fly"], "must be one of 'ok', 'raise'"),
     (["run", "probe", "--set", "dt"], "--set expects key=value"),
     (["run", "probe", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
-    (["run", "probe", "--seed", "-1"], "seed must be an integer in [0, 2**63)"),
+    (["run", "probe", "--seed", "-1"], "seed = -1: must be >= 0"),
     (["run", "missing.toml"], "no such scenario file: missing.toml"),
     (["run", "probe", "--bogus"], "unrecognized arguments: --bogus"),
     (["fly"], "invalid choice: 'fly'"),
@@ -189,11 +199,13 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(workdir, capsys, argv,
         ("description = 'x'\nstudy = ", "malformed TOML in"),
         ("study = 'x'\nextra = 1\n[config]\n", "unknown top-level key(s) extra"),
         ("description = 'x'\n[config]\n", 'needs study = "module"'),
-        ("study = 'not_a_study_anywhere'\n[config]\n", "study module 'analysis.not_a_study_anywhere' not found"),
-        ("scenario = 'probe'\n[config]\ndt = 'fast'\n", "dt must be a float, got 'fast' (str)"),
-        ("scenario = 'probe'\n[config.model]\nwidth = 0\n", "model.width = 0: must be >= 1"),
-        ("scenario = 'prbe'\n", "did you mean probe"),
-        ("scenario = 'mine.toml'\n", "override files form a cycle"),
+        ("study = 'x'\nbase = 'probe'\n", "give study or base, not both"),
+        ("study = 'not_a_study_anywhere'\n[config]\n", "study module 'flowsim.studies.not_a_study_anywhere' not found"),
+        ("base = 'probe'\n[config]\ndt = 'fast'\n", "dt must be a float, got 'fast' (str)"),
+        ("base = 'probe'\n[config.model]\nwidth = 0\n", "model.width = 0: must be >= 1"),
+        ("base = 'probe'\n[config]\nwidht = 0\n", "unknown config key 'widht'"),
+        ("base = 'prbe'\n", "did you mean probe"),
+        ("base = 'mine.toml'\n", "base scenarios form a cycle"),
     ],
 )
 def test_bad_scenario_files_are_bad_input(workdir, capsys, text, expected):
@@ -244,7 +256,7 @@ def test_runs_that_do_not_succeed_never_claim_ok(workdir, capsys, behaviour, cod
 
 def test_override_file_and_rerun_from_config_toml(workdir):
     overrides = workdir / "fast.toml"
-    overrides.write_text("scenario = 'probe'\n[config]\ndt = 1\n[config.model]\nwidth = 2\n")
+    overrides.write_text("base = 'probe'\n[config]\ndt = 1\n[config.model]\nwidth = 2\n")
     assert main(["run", str(overrides), "--out", "first"]) == 0
     first = tomllib.loads((workdir / "first" / "config.toml").read_text())
     assert first["scenario"] == "fast" and first["config"]["dt"] == 1.0 and first["config"]["model"]["width"] == 2

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import equinox as eqx
 import optimistix as optx
 import pytest
 
@@ -22,7 +23,7 @@ def hopfield():
     params = system.init_params(jax.random.PRNGKey(0), gain=0.8)
     x = jnp.linspace(-1.0, 1.0, M)
     y = jnp.linspace(0.8, -0.8, N)
-    return system, params, jnp.zeros(N), x, y
+    return flowsim.Problem(system.field, loss), params, jnp.zeros(N), x, y
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +32,11 @@ def asymmetric():
     params = system.init_params(jax.random.PRNGKey(2), gain=0.9)
     x = jnp.stack([jnp.linspace(-1.0, 1.0, M), jnp.linspace(1.0, 0.0, M)])  # batch of 2
     y = jnp.stack([jnp.linspace(0.5, -0.5, N), jnp.linspace(-0.3, 0.3, N)])
-    return system, params, jnp.zeros((2, N)), x, y
+    return flowsim.Problem(system.field, loss), params, jnp.zeros((2, N)), x, y
 
 
-def oracle(system, params, z0, x, y):
-    grads, info = flowsim.gradient(flowsim.Implicit(), system.field, loss, params, z0, x, y)
+def oracle(problem, params, z0, x, y):
+    grads, info = flowsim.gradient(flowsim.Implicit(), problem, z0, params, x, y)
     assert flowsim.result_name(info["result"]) == "successful"
     return grads
 
@@ -44,27 +45,27 @@ def oracle(system, params, z0, x, y):
 def test_implicit_matches_optimistix_implicit_adjoint(name, request):
     # An independent route: differentiate through optimistix's root find with its
     # own ImplicitAdjoint (it solves the adjoint by a different code path).
-    system, params, z0, x, y = request.getfixturevalue(name)
-    z_start = flowsim.relax(system.field, z0, params, x, steps=200, dt=0.1)
+    problem, params, z0, x, y = request.getfixturevalue(name)
+    z_start = flowsim.relax(problem.field, z0, params, x, steps=200, dt=0.1)
 
     def equilibrium_loss(p):
         solver = optx.Newton(rtol=1e-12, atol=1e-12)
-        z_star = optx.root_find(lambda z, a: system.field(z, p, x), solver, z_start).value
+        z_star = optx.root_find(lambda z, a: problem.field(z, p, x), solver, z_start).value
         return loss(z_star, y)
 
     expected = jax.grad(equilibrium_loss)(params)
-    grads = oracle(system, params, z0, x, y)
+    grads = oracle(problem, params, z0, x, y)
     assert float(flowsim.relative_error(grads, expected)) < 1e-9
 
 
 def test_implicit_matches_finite_differences(hopfield):
-    system, params, z0, x, y = hopfield
-    grads = oracle(system, params, z0, x, y)
-    solver = flowsim.EquilibriumSolver(residual_tol=1e-11)
+    problem, params, z0, x, y = hopfield
+    grads = oracle(problem, params, z0, x, y)
+    solver = flowsim.EquilibriumSolver()
 
     @jax.jit
     def equilibrium_loss(b):
-        z_star, _ = flowsim.equilibrium(system.field, z0, {**params, "b": b}, x, solver)
+        z_star, _ = flowsim.equilibrium(problem.field, z0, {**params, "b": b}, x, solver)
         return loss(z_star, y)
 
     h = 1e-6
@@ -78,15 +79,15 @@ def test_implicit_matches_finite_differences(hopfield):
 def test_ep_error_orders_in_beta(hopfield):
     # Symmetric coupling: EP is exact as β → 0, with error O(β) one-sided and
     # O(β²) symmetric. The nudged phase is long enough to be converged.
-    system, params, z0, x, y = hopfield
-    reference = oracle(system, params, z0, x, y)
+    problem, params, z0, x, y = hopfield
+    reference = oracle(problem, params, z0, x, y)
     betas = np.array([0.04, 0.02, 0.01])
     slopes = {}
     for symmetric in (False, True):
         errors = []
         for beta in betas:
-            grads, _ = flowsim.gradient(flowsim.EP(beta, 1500, 0.1, symmetric), system.field,
-                                        loss, params, z0, x, y)
+            grads, _ = flowsim.gradient(flowsim.EP(beta, 1500, 0.1, symmetric), problem, z0,
+                                        params, x, y)
             errors.append(float(flowsim.relative_error(grads, reference)))
         slopes[symmetric] = np.polyfit(np.log(betas), np.log(errors), 1)[0]
     assert abs(slopes[False] - 1.0) < 0.1
@@ -94,43 +95,41 @@ def test_ep_error_orders_in_beta(hopfield):
 
 
 def test_holomorphic_ep_is_accurate_at_finite_radius(hopfield):
-    system, params, z0, x, y = hopfield
-    reference = oracle(system, params, z0, x, y)
-    grads, _ = flowsim.gradient(flowsim.HolomorphicEP(0.2, 8, 1500, 0.1), system.field, loss,
-                                params, z0, x, y)
+    problem, params, z0, x, y = hopfield
+    reference = oracle(problem, params, z0, x, y)
+    grads, _ = flowsim.gradient(flowsim.HolomorphicEP(0.2, 8, 1500, 0.1), problem, z0,
+                                params, x, y)
     # A real symmetric nudge of the same size is far less accurate.
-    real, _ = flowsim.gradient(flowsim.EP(0.2, 1500, 0.1, True), system.field, loss, params,
-                               z0, x, y)
+    real, _ = flowsim.gradient(flowsim.EP(0.2, 1500, 0.1, True), problem, z0, params, x, y)
     holomorphic_error = float(flowsim.relative_error(grads, reference))
     assert holomorphic_error < 1e-4
     assert holomorphic_error < 0.01 * float(flowsim.relative_error(real, reference))
 
 
 def test_rbp_converges_to_implicit_on_asymmetric_net(asymmetric):
-    system, params, z0, x, y = asymmetric
-    reference = oracle(system, params, z0, x, y)
+    problem, params, z0, x, y = asymmetric
+    reference = oracle(problem, params, z0, x, y)
     errors = [float(flowsim.relative_error(
-        flowsim.gradient(flowsim.RBP(steps, 0.1, max_steps=600), system.field, loss, params,
-                         z0, x, y)[0],
+        flowsim.gradient(flowsim.RBP(steps, 0.1, max_steps=600), problem, z0, params, x, y)[0],
         reference)) for steps in (20, 80, 600)]
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 1e-8
 
 
 def test_forward_equals_bptt_on_asymmetric_net(asymmetric):
-    system, params, z0, x, y = asymmetric
-    reverse, _ = flowsim.gradient(flowsim.BPTT(50, 0.1), system.field, loss, params, z0, x, y)
-    forward, _ = flowsim.gradient(flowsim.Forward(50, 0.1), system.field, loss, params, z0, x, y)
+    problem, params, z0, x, y = asymmetric
+    reverse, _ = flowsim.gradient(flowsim.BPTT(50, 0.1), problem, z0, params, x, y)
+    forward, _ = flowsim.gradient(flowsim.Forward(50, 0.1), problem, z0, params, x, y)
     assert float(flowsim.relative_error(forward, reverse)) < 1e-12
 
 
 def test_bptt_approaches_oracle_as_horizon_grows(asymmetric):
-    system, params, z0, x, y = asymmetric
-    reference = oracle(system, params, z0, x, y)
+    problem, params, z0, x, y = asymmetric
+    reference = oracle(problem, params, z0, x, y)
     errors = []
     for steps in (20, 80, 400):
-        grads, info = flowsim.gradient(flowsim.BPTT(steps, 0.1, max_steps=400), system.field,
-                                       loss, params, z0, x, y)
+        grads, info = flowsim.gradient(flowsim.BPTT(steps, 0.1, max_steps=400), problem, z0,
+                                       params, x, y)
         errors.append(float(flowsim.relative_error(grads, reference)))
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 1e-6
@@ -145,9 +144,9 @@ def test_gradient_field_is_holomorphic_for_complex_states():
 
 
 def test_failed_adjoint_solve_is_reported_and_gives_nan(asymmetric):
-    system, params, z0, x, y = asymmetric
-    estimator = flowsim.Implicit(rtol=1e-14, atol=1e-16, max_steps=2, restart=1)
-    grads, info = flowsim.gradient(estimator, system.field, loss, params, z0, x, y)
+    problem, params, z0, x, y = asymmetric
+    rule = flowsim.Implicit(rtol=1e-14, max_steps=2, restart=1)
+    grads, info = flowsim.gradient(rule, problem, z0, params, x, y)
     assert flowsim.result_name(info["result"]) == "linear_solve_failed"
     assert all(bool(jnp.all(jnp.isnan(g))) for g in jax.tree.leaves(grads))
 
@@ -156,22 +155,91 @@ def test_missing_equilibrium_is_reported():
     def field(z, params, x):  # no root: dz/dt = z² + c with c > 0
         return z**2 + params
 
-    grads, info = flowsim.gradient(flowsim.Implicit(), field, lambda z, y: jnp.sum(z),
-                                   jnp.asarray(1.0), jnp.zeros(1), None, None)
+    problem = flowsim.Problem(field, lambda z, y: jnp.sum(z))
+    grads, info = flowsim.gradient(flowsim.Implicit(), problem, jnp.zeros(1), jnp.asarray(1.0),
+                                   None, None)
     assert flowsim.result_name(info["result"]) in ("equilibrium_failed", "nonfinite")
     assert bool(jnp.isnan(grads))
 
 
 def test_ep_sweep_over_beta_compiles_once(hopfield):
-    import equinox as eqx
-
-    system, params, z0, x, y = hopfield
+    problem, params, z0, x, y = hopfield
 
     @eqx.filter_jit
     @eqx.debug.assert_max_traces(max_traces=1)
-    def estimate(estimator):
-        return estimator.estimate(system.field, flowsim.ParametrisedLoss(
-            lambda z, p, t: loss(z, t)), params, z0, x, y)
+    def estimate(rule):
+        return rule.estimate(problem, z0, params, x, y, None)
 
     for beta in (0.1, 0.05, 0.01):
         estimate(flowsim.EP(beta, 20, 0.1, True))
+
+
+def test_gradient_field_is_stable_and_compiles_once(hopfield):
+    """Two gradient fields of one energy are equal objects: gradient() compiles once."""
+    _, params, z0, x, y = hopfield
+    system = Hopfield(N, M)
+    first, second = flowsim.gradient_field(system.energy), flowsim.gradient_field(system.energy)
+    assert first == second and hash(first) == hash(second)
+    rule = flowsim.BPTT(20, 0.1)
+
+    @eqx.filter_jit
+    @eqx.debug.assert_max_traces(max_traces=1)
+    def estimate(field):
+        return rule.estimate(flowsim.Problem(field, loss), z0, params, x, y, None)
+
+    a, _ = estimate(first)
+    b, _ = estimate(second)  # would raise on a second trace
+    np.testing.assert_array_equal(np.asarray(a["W"]), np.asarray(b["W"]))
+    # the field is the energy's negative gradient, against central differences
+    z = jnp.linspace(-0.5, 0.5, N)
+    e = lambda u: system.energy(u, params, x)
+    h = 1e-6
+    fd = np.array([(e(z.at[i].add(h)) - e(z.at[i].add(-h))) / (2 * h) for i in range(N)])
+    np.testing.assert_allclose(np.asarray(first(z, params, x)), -fd, rtol=1e-7, atol=1e-9)
+
+
+def test_solver_options_pass_through_jax_jit(hopfield):
+    problem, params, z0, x, y = hopfield
+    solver = flowsim.EquilibriumSolver(relax_steps=50, dt=0.1, retries=1)
+
+    @jax.jit
+    def solve(solver, params):
+        return flowsim.equilibrium(problem.field, z0, params, x, solver)
+
+    z_jit, info = solve(solver, params)
+    z_eager, _ = flowsim.equilibrium(problem.field, z0, params, x, solver)
+    assert flowsim.result_name(info["result"]) == "successful"
+    np.testing.assert_allclose(np.asarray(z_jit), np.asarray(z_eager), rtol=0, atol=1e-13)
+    assert float(flowsim.residual(problem.field, z_jit, params, x)) < 1e-11
+
+
+def test_every_rule_reports_the_same_info_keys(hopfield):
+    problem, params, z0, x, y = hopfield
+    rules = [flowsim.Implicit(), flowsim.BPTT(20, 0.1), flowsim.Forward(20, 0.1),
+             flowsim.Forward(20, 0.1, directions=3), flowsim.RBP(20, 0.1),
+             flowsim.EP(0.1, 20, 0.1), flowsim.HolomorphicEP(0.1, 4, 20, 0.1),
+             flowsim.Penalized(flowsim.EP(0.1, 20, 0.1),
+                               flowsim.ContractionPenalty(0.01, 10, 0.1))]
+    keys = {"loss", "residual", "matvecs", "result", "failed_samples", "sample_results"}
+    energy_problem = flowsim.Problem(problem.field, loss, energy=Hopfield(N, M).energy)
+    rules.append(flowsim.EnergyGradient(flowsim.EquilibriumSolver()))
+    for rule in rules:
+        target = energy_problem if isinstance(rule, flowsim.EnergyGradient) else problem
+        _, info = flowsim.gradient(rule, target, z0, params, x, y, key=jax.random.PRNGKey(0))
+        assert set(info) == keys, type(rule).__name__
+        assert flowsim.result_name(info["result"]) == "successful"
+        assert int(info["matvecs"]) > 0 and int(info["failed_samples"]) == 0
+    # BPTT counts its products: T evaluations forward, T VJPs back
+    _, info = flowsim.gradient(flowsim.BPTT(20, 0.1), problem, z0, params, x, y)
+    assert int(info["matvecs"]) == 40
+
+
+def test_per_sample_equilibria_equal_the_joint_solve(asymmetric):
+    """A batch solved per sample (batched problem) gives the joint system's gradient."""
+    problem, params, z0, x, y = asymmetric
+    per_sample = flowsim.Problem(problem.field, loss, batched=True, reduction="sum")
+    joint = oracle(problem, params, z0, x, y)
+    grads, info = flowsim.gradient(flowsim.Implicit(), per_sample, z0, params, x, y)
+    assert flowsim.result_name(info["result"]) == "successful"
+    assert info["sample_results"]._value.shape == (2,)
+    assert float(flowsim.relative_error(grads, joint)) < 1e-10

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 import flowsim
-from flowsim import fep
+from flowsim import fep, train
 
 V, N, K, B = 6, 4, 3, 2
 
@@ -53,8 +53,9 @@ def trajectory(problem):
     """One compiled Q-flow solve (diffrax Tsit5, tight tolerances) shared by the tests below."""
     fe, priors, x, y = problem
     ts = jnp.concatenate([jnp.zeros(1), jnp.geomspace(1e-2, 200.0, 60)])
-    flow = fep.QFlow(rtol=1e-11, atol=1e-11, max_steps=8192)
-    solve = jax.jit(lambda p, z0: flow.trajectory(fe, z0, p, y, ts))
+    flow = flowsim.SteadyState(rtol=1e-11, atol=1e-11, max_steps=8192)
+    field = fep.QFlowField(fe)
+    solve = jax.jit(lambda p, z0: flow.trajectory(field, z0, p, (x, y), ts))
     return solve, solve(priors, fep.init_beliefs(priors, x))
 
 
@@ -66,19 +67,23 @@ def test_free_energy_non_increasing_along_qflow(problem, trajectory):
     assert jnp.all(jnp.diff(F) <= 1e-10 * jnp.abs(F[:-1])), jnp.max(jnp.diff(F))
 
 
+def _direction(priors, seed):
+    return jax.tree_util.tree_map(lambda a: jax.random.normal(jax.random.PRNGKey(seed), a.shape),
+                                  priors)
+
+
 def test_envelope_theorem(problem, trajectory):
-    """dF/dtheta at q* == dF(q*(theta), theta)/dtheta by the engine's oracle == central differences."""
+    """The P-flow rule's ∂F/∂θ at q* equals dF(q*(θ), θ)/dθ by central differences of the
+    relaxed free energy (q* re-solved at θ ± h·d)."""
     fe, priors, x, y = problem
     solve, traj = trajectory
     z_star = jax.tree_util.tree_map(lambda a: a[-1], traj)  # q(t = 200)
-    assert flowsim.residual(fep.qflow_field(fe), z_star, priors, y) < 1e-8
-    signal = fep.pflow_signal(fe, z_star, priors, y)
-    est = flowsim.Implicit(equilibrium=flowsim.EquilibriumSolver(relax_steps=0))
-    oracle, info = flowsim.gradient(est, fep.qflow_field(fe), flowsim.ParametrisedLoss(fe),
-                                    priors, z_star, y, y)
-    assert info["result"] == flowsim.RESULTS.successful
-    np.testing.assert_allclose(_flat(oracle), _flat(signal), rtol=1e-7, atol=1e-9)
-    direction = jax.tree_util.tree_map(lambda a: jax.random.normal(jax.random.PRNGKey(7), a.shape), priors)
+    problem_ = fep.fep_problem(fe)
+    assert flowsim.residual(problem_.field, z_star, priors, (x, y)) < 1e-8
+    at_q = flowsim.EnergyGradient(flowsim.Relaxation(1, 1e-12))  # q* given: a null step
+    signal, info = flowsim.gradient(at_q, problem_, z_star, priors, (x, y), y)
+    assert flowsim.result_name(info["result"]) == "successful"
+    direction = _direction(priors, 7)
     h = 1e-4
 
     def F_star(sign):
@@ -90,28 +95,81 @@ def test_envelope_theorem(problem, trajectory):
     np.testing.assert_allclose(_dot(signal, direction), fd, rtol=1e-5)
 
 
+def test_oracle_of_the_prediction_loss_against_finite_differences(problem, trajectory):
+    """The oracle dCE(q*(θ))/dθ through the Q-flow field: λ ≠ 0 here (CE is not F), so
+    the adjoint solve does real work; checked against central differences of CE(q*)."""
+    fe, priors, x, y = problem
+    solve, traj = trajectory
+    z_star = jax.tree_util.tree_map(lambda a: a[-1], traj)
+    problem_ = fep.fep_problem(fe)
+    oracle = flowsim.Implicit(equilibrium=flowsim.EquilibriumSolver(relax_steps=0))
+    grads, info = flowsim.gradient(oracle, problem_, z_star, priors, (x, y), y)
+    assert flowsim.result_name(info["result"]) == "successful"
+    signal, _ = flowsim.gradient(flowsim.EnergyGradient(flowsim.Relaxation(1, 1e-12)), problem_,
+                                 z_star, priors, (x, y), y)
+    assert float(flowsim.cosine(grads, signal)) < 0.999  # different objectives, different gradients
+    loss = fep.PredictionLoss(fe)
+    newton = flowsim.EquilibriumSolver(relax_steps=0)  # CE, unlike F, is first order in z - z*
+    root = jax.jit(lambda p: flowsim.equilibrium(problem_.field, z_star, p, (x, y), newton))
+    for seed in (11, 12):
+        direction = _direction(priors, seed)
+
+        def ce_star(t):
+            p = jax.tree_util.tree_map(lambda a, d: a + t * d, priors, direction)
+            z, info = root(p)
+            assert flowsim.result_name(info["result"]) == "successful"
+            return loss(z, p, y)
+
+        central = lambda h: (ce_star(h) - ce_star(-h)) / (2 * h)
+        fd = (4 * central(1e-4) - central(2e-4)) / 3  # Richardson: error O(h^4)
+        np.testing.assert_allclose(_dot(grads, direction), fd, rtol=1e-6)
+
+
+def _tiny_task(seed=4, V=5, N=3, K=3, B=2):
+    priors = fep.init_priors(jax.random.PRNGKey(3), V, N, K, fep.IdentityTransport(),
+                             token_scale=0.1)
+    seq = jax.random.randint(jax.random.PRNGKey(seed), (B, N + 1), 0, V)
+    x, y = (seq[:, :-1], seq[:, 1:]), seq[:, 1:]
+    fe = fep.FreeEnergy()
+    task = fep.FEPTask(fep.fep_problem(fe), fep.FixedBatch(x, y), (x, y), None,
+                       fep.qflow_solver(50.0, 1e-5, 1e-6, 4096),
+                       fep.predict_solver(1.0, 1e-5, 4096))
+    return task, priors
+
+
 def test_pure_fep_overfits_tiny_batch():
-    """Seed 001's test at a tiny size: train CE at q* < 0.05 and accuracy 1 by -dF/dtheta alone."""
-    Vt, Nt, Kt, Bt = 5, 3, 3, 2
-    priors = fep.init_priors(jax.random.PRNGKey(3), Vt, Nt, Kt, fep.IdentityTransport(), token_scale=0.1)
-    seq = jax.random.randint(jax.random.PRNGKey(4), (Bt, Nt + 1), 0, Vt)
-    x, y = seq[:, :-1], seq[:, 1:]
-    fe, flow = fep.FreeEnergy(), fep.QFlow(t1=50.0, rtol=1e-5, atol=1e-5)
-    learner = fep.PureLearner(optax.sgd(0.1))
+    """Seed 001's test at a tiny size, in the one training loop: train CE at q* < 0.05
+    and accuracy 1 by -dF/dtheta alone."""
+    task, priors = _tiny_task()
+    rule = flowsim.EnergyGradient(task.qflow)
+    trainer = train.Trainer(task, rule, optax.sgd(0.1), seed=0)
+    outcome = train.fit(trainer, priors, steps=60, eval_every=1, record=lambda r: None,
+                        divergence=train.Divergence(monitor="F", factor=100, against="first",
+                                                    finite=("F",)))
+    ce = [r["train_ce"] for r in outcome.rows]
+    assert outcome.status == "ok" and ce[0] > 1.0  # not solved before learning
+    assert ce[-1] < 0.05 and outcome.rows[-1]["train_acc"] == 1.0, ce[-1]
+    assert outcome.rows[-1]["F"] < outcome.rows[0]["F"]
 
-    @jax.jit
-    def train(priors):
-        def body(carry, _):
-            p, s = carry
-            p, s, m = fep.learning_step(learner, fe, flow, p, s, x, y)
-            return (p, s), m
-        return jax.lax.scan(body, (priors, learner.init(priors)), None, length=60)
 
-    _, m = train(priors)
-    ce, acc, F = m["train_ce"], m["train_acc"], m["F"]
-    assert ce[0] > 1.0  # not solved before learning
-    assert ce[-1] < 0.05 and acc[-1] == 1.0, (ce[-1], acc[-1])
-    assert F[-1] < F[0]
+def test_fep_resumes_to_the_same_numbers_and_reports_divergence(tmp_path):
+    """FEP on the one loop gains checkpoints, resume (bitwise) and divergence."""
+    task, priors = _tiny_task()
+    trainer = train.Trainer(task, flowsim.EnergyGradient(task.qflow), optax.sgd(0.1), seed=0)
+    rule = train.Divergence(monitor="F", factor=100, against="first", finite=("F",))
+    full = train.fit(trainer, priors, steps=8, eval_every=2, record=lambda r: None,
+                     checkpoint_dir=tmp_path / "full", checkpoint_every=2, divergence=rule)
+    part = train.fit(trainer, priors, steps=4, eval_every=2, record=lambda r: None,
+                     checkpoint_dir=tmp_path / "part", checkpoint_every=2, divergence=rule)
+    assert part.last_checkpoint == 4
+    resumed = train.fit(trainer, priors, steps=8, eval_every=2, record=lambda r: None,
+                        checkpoint_dir=tmp_path / "part", checkpoint_every=2, divergence=rule)
+    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+    blowup = train.Trainer(task, flowsim.EnergyGradient(task.qflow), optax.sgd(1e3), seed=0)
+    out = train.fit(blowup, priors, steps=20, eval_every=1, record=lambda r: None,
+                    divergence=rule)
+    assert out.status == "diverged" and ("F" in out.reason or "unusable" in out.reason)
 
 
 def test_hybrid_update_follows_seed_rules(problem):
@@ -120,8 +178,7 @@ def test_hybrid_update_follows_seed_rules(problem):
     k1, k2 = jax.random.split(jax.random.PRNGKey(9))
     z = (jax.random.normal(k1, (B, N, K)), 0.1 * jax.random.normal(k2, (B, N, K)))
     r, dm = 0.2, 0.5
-    learner = fep.HybridLearner(optax.sgd(1.0), rate=r, disc_mult=dm)
-    new, _, _ = jax.jit(lambda p, z: learner.update(fe, p, learner.init(p), None, z, y))(priors, z)
+    new = jax.jit(lambda p, z: fep.hybrid_update(fe, p, z, y, r, dm))(priors, z)
     mu, ls = map(np.asarray, z)
     np.testing.assert_allclose(new.pos_mu, (1 - r) * np.asarray(priors.pos_mu) + r * mu.mean(0), rtol=1e-12)
     np.testing.assert_allclose(new.pos_log_sigma,
@@ -139,6 +196,12 @@ def test_hybrid_update_follows_seed_rules(problem):
             expected[v] = expected[v] + a * (old[v] - old[pred[bad]]).mean(0)
     np.testing.assert_allclose(new.tok_mu, expected, rtol=1e-12)
     np.testing.assert_array_equal(new.tok_log_sigma, priors.tok_log_sigma)
+    # as a rule: with sgd(lr), θ - lr·g is the seed's update
+    rule = fep.HybridRule(flowsim.Relaxation(1, 1e-12), rate=r, disc_mult=dm, lr=0.3)
+    problem_ = fep.fep_problem(fe)
+    g, info = flowsim.gradient(rule, problem_, z, priors, (x, y), y)
+    stepped = jax.tree.map(lambda p, d: p - 0.3 * d, priors, g)
+    np.testing.assert_allclose(stepped.tok_mu, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("setting", ["V=1", "K=0", "tau=0.0", "tau=-1.0", "variant=bogus"])

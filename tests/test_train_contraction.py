@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowsim.models import char_equilibrium as cm
-from flowsim.train import ContractionPenalty
+from flowsim import ContractionPenalty
+from flowsim.ep import char_model as cm
 
 T, DT = 6, 0.2
 
@@ -25,7 +25,7 @@ def decay(z, params, x):
 def test_closed_form_linear_decay():
     params = {"k": jnp.asarray(1.5)}
     z0 = jnp.ones((2, 3))
-    grads, value = _gradient(ContractionPenalty(0.3, T, DT, directions=3), decay, params, z0,
+    grads, value = _gradient(ContractionPenalty(0.3, T, DT, directions=3), decay, z0, params,
                              None, jax.random.PRNGKey(1))
     assert value == pytest.approx(T * np.log(1 - DT * 1.5), rel=1e-12)
     # dR/dk = −T ε / (1 − εk), times the weight λ = 0.3
@@ -51,12 +51,12 @@ def test_gradient_against_finite_differences(problem, through_states):
     params, x, z0 = problem
     pen = ContractionPenalty(0.7, T, DT, directions=2, through_states=through_states)
     key = jax.random.PRNGKey(5)
-    grads, _ = _gradient(pen, cm.field, params, z0, x, key)
+    grads, _ = _gradient(pen, cm.field, z0, params, x, key)
     if through_states:  # R(θ) re-relaxes at every θ
-        f = lambda p: 0.7 * _value(pen, cm.field, p, z0, x, key)
+        f = lambda p: 0.7 * _value(pen, cm.field, z0, p, x, key)
     else:  # the local rule: states held at those of θ
-        states = eqx.filter_jit(pen.states)(cm.field, params, z0, x)
-        f = lambda p: 0.7 * _stretch(pen, cm.field, p, states, x, key)
+        states = eqx.filter_jit(pen.states)(cm.field, z0, params, x)
+        f = lambda p: 0.7 * _stretch(pen, cm.field, states, p, x, key)
     leaves, treedef = jax.tree.flatten(params)
     for i in range(2):  # two random directions in parameter space
         dirs = [jax.random.normal(jax.random.PRNGKey(10 + 7 * i + j), u.shape, u.dtype)

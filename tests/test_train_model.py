@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flowsim.models import char_equilibrium as cm
+from flowsim.ep import char_model as cm
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,6 @@ def test_attention_model_implicit_gradient_against_finite_differences(small):
     import equinox as eqx
 
     import flowsim
-    from flowsim.train.task import _augmented, _augmented_loss
 
     _, params = _attention_model()
     x = jax.random.randint(jax.random.PRNGKey(5), (2, 3), 0, 9)
@@ -127,11 +126,10 @@ def test_attention_model_implicit_gradient_against_finite_differences(small):
         assert flowsim.result_name(result) == "successful"
         return float(value)
 
-    enc, enc_vjp = jax.vjp(lambda p: cm.encode(p, x), params)
-    (g_p, g_u), info = eqx.filter_jit(flowsim.Implicit(equilibrium=solver).estimate)(
-        _augmented(cm.core_field), _augmented_loss(loss), (params, enc), z0, None, y)
+    # the oracle on the problem with its encoding split off: F = core(z, θ, u(θ, x))
+    problem = flowsim.Problem(cm.core_field, loss, encode=cm.encode)
+    grads, info = flowsim.gradient(flowsim.Implicit(equilibrium=solver), problem, z0, params, x, y)
     assert flowsim.result_name(info["result"]) == "successful"
-    grads = jax.tree.map(lambda a, b: a + b, g_p, enc_vjp(g_u)[0])
     h = 1e-5
     for name in ("Q", "K", "A", "W", "embed"):
         direction = jax.random.normal(jax.random.PRNGKey(6), getattr(params, name).shape)

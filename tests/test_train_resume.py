@@ -1,15 +1,15 @@
 """`flowsim resume DIR` refuses what it cannot resume: one BadInput line, nothing touched."""
 
-import copy
-
+import numpy as np
 import pytest
 
 from flowsim.run.config import BadInput
+from flowsim.run.resume import check_resumable, prepare_resume
 from flowsim.run.toml_writer import dumps
-from flowsim.train import checkpoint, config_hash
-from flowsim.train.resume import check_resumable, prepare_resume
+from flowsim.studies.common import config_hash
+from flowsim.train import checkpoint
 
-from test_train import TINY
+from test_train import TINY, tiny
 
 
 def _run_dir(tmp_path, config):
@@ -28,7 +28,7 @@ def test_not_a_run_directory(tmp_path):
 
 
 def test_no_checkpoint(tmp_path):
-    directory = _run_dir(tmp_path, copy.deepcopy(TINY))
+    directory = _run_dir(tmp_path, TINY)
     before = _snapshot(directory)
     with pytest.raises(BadInput, match="holds no checkpoint"):
         prepare_resume(directory)
@@ -36,17 +36,16 @@ def test_no_checkpoint(tmp_path):
 
 
 def test_checkpoint_from_another_config(tmp_path):
-    config = copy.deepcopy(TINY)
-    directory = _run_dir(tmp_path, config)
-    other = copy.deepcopy(TINY)
-    other["model"]["state"] = 9
-    checkpoint.save(directory / "checkpoints", 4, {"w": __import__("numpy").zeros(2)},
-                    {"config_hash": config_hash(other), "best_val_ce": 3.0})
+    directory = _run_dir(tmp_path, TINY)
+    other = tiny(model={**TINY["model"], "state": 9})
+    checkpoint.save(directory / "checkpoints" / "bptt", 4, {"w": np.zeros(2)},
+                    {"config_hash": config_hash(other), "best": 3.0})
     before = _snapshot(directory)
     with pytest.raises(BadInput, match="written by another config"):
         prepare_resume(directory)
     assert _snapshot(directory) == before
     # the matching config is accepted: the hash survives the config.toml round trip
-    checkpoint.save(directory / "checkpoints", 6, {"w": __import__("numpy").zeros(2)},
-                    {"config_hash": config_hash(config), "best_val_ce": 3.0})
-    assert check_resumable(directory, prepare_resume(directory).config) == 6
+    checkpoint.save(directory / "checkpoints" / "bptt", 6, {"w": np.zeros(2)},
+                    {"config_hash": config_hash(tiny()), "best": 3.0})
+    found = check_resumable(directory, prepare_resume(directory).config)
+    assert found == [directory / "checkpoints" / "bptt"]

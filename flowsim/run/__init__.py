@@ -1,28 +1,22 @@
-"""The run store: what studies use to declare constraints and record results.
+"""The run store and the CLI's support: what studies use to declare configs and record results.
 
-A study module (``analysis/<name>.py``) imports from here::
+A study module (``analysis/<name>.py``, installed as ``flowsim.studies.<name>``)::
 
-    from flowsim.run import RunContext, at_least, one_of, positive
+    from pydantic import Field
+    from flowsim.run import RunContext, Section, StudyConfig
 
-    CONSTRAINTS = {"dt": positive, "steps": at_least(1), "estimator": one_of("bptt", "ep")}
+    class Config(StudyConfig):          # every key, its default, type and range, once
+        dt: float = Field(0.1, gt=0)
+        steps: int = Field(150, ge=1)
 
-    def run(config: dict, ctx: RunContext) -> dict: ...
+    def run(config: Config, ctx: RunContext) -> dict: ...
 
-Scenario loading, config resolution and the run lifecycle live in the
-submodules (``scenario``, ``config``, ``runner``) that the CLI uses.
+Scenario loading, config resolution, the registry of rules and the run
+lifecycle live in the submodules (``scenario``, ``config``, ``registry``,
+``runner``) that the CLI uses. The engine never imports this package.
 """
 
-from flowsim.run.config import BadInput
-from flowsim.run.constraints import Constraint, at_least, in_range, non_negative, one_of, positive
+from flowsim.run.config import BadInput, Section, StudyConfig
 from flowsim.run.store import RunContext
 
-__all__ = [
-    "BadInput",
-    "Constraint",
-    "RunContext",
-    "at_least",
-    "in_range",
-    "non_negative",
-    "one_of",
-    "positive",
-]
+__all__ = ["BadInput", "Section", "StudyConfig", "RunContext"]

@@ -1,27 +1,95 @@
-"""Resolve a scenario's config: overrides, type checks, finiteness and ranges.
+"""Typed study configurations: defaults, choices and ranges declared once, checked up front.
 
-A config is a nested dict read from TOML; its dotted keys (``model.width``)
-are what ``--set`` and override files change. Every key's type is the type
-of its default: an int key takes ints, a float key takes floats and ints
-(converted), bool, str and list keys take their own kind. Every float must be
-finite, and each study's ``CONSTRAINTS`` must hold. Any violation raises
-:class:`BadInput`, whose message is the one line the CLI prints.
+A study declares its configuration as a pydantic model (a subclass of
+:class:`StudyConfig`, built from :class:`Section` tables). A scenario file
+holds only what differs from those defaults; ``--set key.sub=value``
+changes one key more. :func:`resolve` merges the three and validates the
+result; anything wrong is a :class:`BadInput` whose message is the one line
+the CLI prints (the key, the value, and the valid choices or range), raised
+before any run directory exists.
+
+Values are strict: an int key takes ints, a float key ints and floats, bool,
+str and list keys only their own kind; floats must be finite.
 """
+
+from __future__ import annotations
 
 import copy
 import difflib
-import math
 import tomllib
 
-from flowsim.run.constraints import Constraint
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-SEED_KEY = "seed"
-_SEED_LIMIT = 2**63
+SEED_LIMIT = 2**63
 
 
 class BadInput(ValueError):
     """Bad user input: the message names the problem and the valid choices."""
 
+
+class Section(BaseModel):
+    """A table of a study's configuration: strict types, no unknown keys, finite floats."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False,
+                              validate_default=True, frozen=True)
+
+
+class StudyConfig(Section):
+    """The root of a study's configuration; every study has a ``seed``."""
+
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT, description="random seed of the whole run")
+
+
+# --- dotted keys ----------------------------------------------------------------------
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    """``{"model": {"width": 3}}`` -> ``{"model.width": 3}`` (tables recurse, lists are leaves)."""
+    flat = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def set_dotted(config: dict, key: str, value) -> None:
+    """``config[a][b] = value`` for ``key = "a.b"`` (tables created on the way)."""
+    *tables, last = key.split(".")
+    for part in tables:
+        config = config.setdefault(part, {})
+    config[last] = value
+
+
+def merge(base: dict, changes: dict) -> dict:
+    """A copy of ``base`` with the (nested) ``changes`` applied key by key."""
+    out = copy.deepcopy(base)
+    for key, value in flatten(changes).items():
+        set_dotted(out, key, value)
+    return out
+
+
+def unknown_key_message(key: str, valid: list[str], source: str) -> str:
+    """'unknown key' with the nearest valid keys and the full list."""
+    valid = sorted(valid)
+    tables = [k for k in valid if k.startswith(key + ".")]
+    if tables:
+        return f"{source}: {key} is a table; set one of its keys: {', '.join(tables)}"
+    near = difflib.get_close_matches(key, valid, n=3)
+    hint = f" (did you mean {' or '.join(near)}?)" if near else ""
+    return f"{source}: unknown config key {key!r}{hint}; valid keys: {', '.join(valid)}"
+
+
+def check_keys(changes: dict, defaults: dict, source: str) -> None:
+    """Every dotted key of ``changes`` must be a key of ``defaults``."""
+    valid = flatten(defaults)
+    for key in flatten(changes):
+        if key not in valid:
+            raise BadInput(unknown_key_message(key, list(valid), source))
+
+
+# --- --set ----------------------------------------------------------------------------
 
 def parse_assignment(text: str) -> tuple[str, str]:
     """Split one ``--set key.sub=value`` argument into ``(key, raw_value)``."""
@@ -30,18 +98,6 @@ def parse_assignment(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise BadInput(f"--set expects key=value (e.g. --set dt=0.05), got {text!r}")
     return key, raw.strip()
-
-
-def parse_overrides(assignments: list[str], config: dict) -> dict:
-    """``--set`` texts -> ``{dotted_key: value}``, each value read against its key's default."""
-    defaults = flatten(config)
-    overrides = {}
-    for text in assignments:
-        key, raw = parse_assignment(text)
-        if key not in defaults:
-            raise BadInput(_unknown_key_message(key, defaults, "--set"))
-        overrides[key] = parse_value(key, raw, defaults[key])
-    return overrides
 
 
 def parse_value(key: str, raw: str, default):
@@ -58,108 +114,82 @@ def parse_value(key: str, raw: str, default):
     raise BadInput(f"{key}: {raw!r} is not a valid {type_name(default)} (values are TOML literals)")
 
 
+def parse_overrides(assignments: list[str], defaults: dict) -> dict:
+    """``--set`` texts -> a nested dict of changes, each value read against its key's default."""
+    flat = flatten(defaults)
+    changes: dict = {}
+    for text in assignments:
+        key, raw = parse_assignment(text)
+        if key not in flat:
+            raise BadInput(unknown_key_message(key, list(flat), "--set"))
+        set_dotted(changes, key, parse_value(key, raw, flat[key]))
+    return changes
+
+
 def type_name(value) -> str:
     """The name a message uses for a config value's kind."""
     names = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "table"}
     return names.get(type(value), type(value).__name__)
 
 
-def flatten(config: dict, prefix: str = "") -> dict:
-    """``{"model": {"width": 3}}`` -> ``{"model.width": 3}`` (tables recurse, lists are leaves)."""
-    flat = {}
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
+# --- validation -----------------------------------------------------------------------
+
+_TYPES = {"int_type": "int", "float_type": "float", "bool_type": "bool", "string_type": "str",
+          "list_type": "list", "model_type": "table", "dict_type": "table", "int_from_float": "int"}
 
 
-def coerce(key: str, value, default):
-    """Check ``value`` against the type of ``default``; return it (ints become floats for float keys)."""
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:
-            raise BadInput(f"{key} = {value}: too large for a float") from None
-    if isinstance(default, list) and isinstance(value, list):
-        element_types = {type(item) for item in default}
-        if len(element_types) != 1:
-            return value
-        return [coerce(f"{key}[{index}]", item, default[0]) for index, item in enumerate(value)]
-    if type(value) is not type(default):
-        expected = type_name(default)
+def _dotted(loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def describe_error(error: dict, valid_keys: list[str]) -> str:
+    """One line for one pydantic error: the key, the value, and what would be valid."""
+    key, kind, value, ctx = _dotted(error["loc"]), error["type"], error.get("input"), error.get("ctx", {})
+    if kind == "extra_forbidden":
+        return unknown_key_message(key, valid_keys, "config")
+    if kind in _TYPES:
+        expected = _TYPES[kind]
         article = "an" if expected[0] in "aeiou" else "a"
-        raise BadInput(f"{key} must be {article} {expected}, got {value!r} ({type_name(value)})")
-    return value
+        return f"{key} must be {article} {expected}, got {value!r} ({type_name(value)})"
+    bounds = {"greater_than": ("> ", "gt"), "greater_than_equal": (">= ", "ge"),
+              "less_than": ("< ", "lt"), "less_than_equal": ("<= ", "le")}
+    if kind in bounds:
+        words, name = bounds[kind]
+        return f"{key} = {value!r}: must be {words}{ctx[name]}"
+    if kind == "literal_error":
+        return f"{key} = {value!r}: must be one of {ctx['expected']}"
+    if kind == "finite_number":
+        return f"{key} = {value!r}: must be a finite number"
+    if kind == "too_short":
+        return f"{key} = {value!r}: must have at least {ctx['min_length']} item(s)"
+    if kind == "too_long":
+        return f"{key} = {value!r}: must have at most {ctx['max_length']} item(s)"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key}: {message}" if key else message
 
 
-def apply_overrides(config: dict, overrides: dict, source: str) -> dict:
-    """A copy of ``config`` with ``{dotted_key: value}`` applied, each type-checked.
+def resolve(config_class: type[StudyConfig], changes: dict, overrides: dict | None = None,
+            seed: int | None = None, source: str = "config") -> StudyConfig:
+    """The validated configuration: defaults, then ``changes`` (a scenario), then ``overrides``.
 
-    ``source`` says where the overrides came from (``"--set"``, a file name),
-    for the messages.
+    Raises :class:`BadInput` with one line for the first problem found.
     """
-    resolved = copy.deepcopy(config)
-    defaults = flatten(config)
-    for key, value in overrides.items():
-        if key not in defaults:
-            raise BadInput(_unknown_key_message(key, defaults, source))
-        parts = key.split(".")
-        table = resolved
-        for part in parts[:-1]:
-            table = table[part]
-        table[parts[-1]] = coerce(key, value, defaults[key])
-    return resolved
-
-
-def _unknown_key_message(key: str, defaults: dict, source: str) -> str:
-    """'unknown key' with the nearest valid keys and the full list."""
-    valid = sorted(defaults)
-    tables = sorted(k for k in valid if k.startswith(key + "."))
-    if tables:
-        return f"{source}: {key} is a table; set one of its keys: {', '.join(tables)}"
-    near = difflib.get_close_matches(key, valid, n=3)
-    hint = f" (did you mean {' or '.join(near)}?)" if near else ""
-    return f"{source}: unknown config key {key!r}{hint}; valid keys: {', '.join(valid)}"
-
-
-def set_seed(config: dict, seed: int | None) -> dict:
-    """Put ``seed`` (or the config's own, default 0) into ``config["seed"]`` and check it."""
+    defaults = config_class().model_dump()
+    check_keys(changes, defaults, source)
+    data = merge(defaults, changes)
+    if overrides:
+        check_keys(overrides, defaults, "--set")
+        data = merge(data, overrides)
     if seed is not None:
-        config[SEED_KEY] = seed
-    config.setdefault(SEED_KEY, 0)
-    value = config[SEED_KEY]
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _SEED_LIMIT:
-        raise BadInput(f"seed must be an integer in [0, 2**63), got {value!r}")
-    return config
+        data["seed"] = seed
+    try:
+        return config_class.model_validate(data)
+    except ValidationError as error:
+        raise BadInput(describe_error(error.errors()[0], list(flatten(defaults)))) from None
 
 
-def validate(config: dict, constraints: dict[str, Constraint]) -> None:
-    """Check every value is a TOML type, every float finite and every constraint holds."""
-    flat = flatten(config)
-    for key, value in flat.items():
-        _check_finite(key, value)
-    for key, constraint in constraints.items():
-        if not isinstance(constraint, Constraint):
-            raise BadInput(f"CONSTRAINTS[{key!r}] is not a flowsim.run constraint: {constraint!r}")
-        if key not in flat:
-            raise BadInput(f"CONSTRAINTS names {key!r}, which the config lacks; keys: {', '.join(sorted(flat))}")
-        message = constraint.check(flat[key])
-        if message is not None:
-            raise BadInput(f"{key} = {flat[key]!r}: {message}")
-
-
-def _check_finite(key: str, value) -> None:
-    """Reject NaN/inf floats and values TOML cannot hold, recursing into lists and tables."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BadInput(f"{key} = {value}: must be a finite number")
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_finite(f"{key}[{index}]", item)
-    elif isinstance(value, dict):
-        for sub, item in value.items():
-            _check_finite(f"{key}.{sub}", item)
-    elif not isinstance(value, bool | int | float | str):
-        raise BadInput(f"{key} = {value!r}: {type_name(value)} values are not supported in a config")
+__all__ = ["BadInput", "Section", "StudyConfig", "resolve", "flatten", "merge", "parse_overrides",
+           "parse_value", "parse_assignment", "describe_error", "SEED_LIMIT"]

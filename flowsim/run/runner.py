@@ -4,11 +4,15 @@
 config; it raises :class:`BadInput` and creates nothing. :func:`execute`
 creates the directory, records config and environment, marks the run
 ``running``, calls ``study.run(config, ctx)`` and writes the final summary.
-A study that raises or is interrupted leaves ``status = "failed"``, never a
-summary that claims success.
+A study returns its findings with ``status`` "ok" (it completed, whatever
+it found: findings are keys such as ``verdict`` or ``target_met``) or
+"diverged" (a training run that diverged). ``failed`` is for a program
+failure: a study that raises or is interrupted leaves ``status = "failed"``,
+never a summary that claims success.
 """
 
 import dataclasses
+import json
 import sys
 import time
 import traceback
@@ -16,13 +20,14 @@ from pathlib import Path
 from types import ModuleType
 
 from flowsim.run import store
-from flowsim.run.config import BadInput, apply_overrides, parse_overrides, set_seed, validate
+from flowsim.run.config import BadInput, StudyConfig, flatten, merge, parse_overrides, resolve
 from flowsim.run.env import environment
 from flowsim.run.scenario import Scenario, import_study, load_scenario
 from flowsim.run.toml_writer import dumps
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = {"ok": EXIT_OK, "failed": EXIT_FAILED, "diverged": EXIT_DIVERGED}
+STUDY_STATUSES = ("ok", "diverged")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,22 +36,31 @@ class PreparedRun:
 
     scenario: Scenario
     study: ModuleType
-    config: dict
+    config: StudyConfig
     out: Path
 
 
 def prepare(target: str, assignments: list[str], seed: int | None, out: Path | None) -> PreparedRun:
     """Validate a ``flowsim run``: scenario, ``--set`` assignments, seed, study, ranges, output directory."""
     scenario = load_scenario(target)
-    overrides = parse_overrides(assignments, scenario.config)
     if out is not None:
         _check_out(out)
     _enable_float64_and_agg()
     study = import_study(scenario)
-    config = apply_overrides(scenario.config, overrides, source="--set")
-    config = set_seed(config, seed)
-    validate(config, getattr(study, "CONSTRAINTS", {}))
+    config = resolve_config(study.Config, scenario, assignments, seed)
     return PreparedRun(scenario, study, config, out or _default_out(scenario.name))
+
+
+def resolve_config(config_class, scenario: Scenario, assignments: list[str], seed: int | None):
+    """The study's typed config: its defaults, the scenario's changes, then ``--set``."""
+    defaults = config_class().model_dump()
+    known = merge(defaults, scenario.changes) if _keys_known(scenario.changes, defaults) else defaults
+    overrides = parse_overrides(assignments, known)
+    return resolve(config_class, scenario.changes, overrides, seed, source=str(scenario.path))
+
+
+def _keys_known(changes: dict, defaults: dict) -> bool:
+    return set(flatten(changes)) <= set(flatten(defaults))
 
 
 def _check_out(out: Path) -> None:
@@ -76,8 +90,12 @@ def _enable_float64_and_agg() -> None:
     matplotlib.use("Agg")
 
 
-def execute(run: PreparedRun, command: list[str]) -> int:
-    """Create the run directory, run the study, write the summary; return the exit code."""
+def execute(run: PreparedRun, command: list[str], resume: bool = False) -> int:
+    """Create the run directory, run the study, write the summary; return the exit code.
+
+    With ``resume`` the directory exists: config.toml stays, env.json keeps its
+    first command and gains this one under ``resumed``, and ``wall_s`` adds up.
+    """
     directory = run.out
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -87,13 +105,22 @@ def execute(run: PreparedRun, command: list[str]) -> int:
         "scenario": run.scenario.name,
         "study": run.scenario.study,
         "description": run.scenario.description,
-        "config": run.config,
+        "config": run.config.model_dump(),
     }
-    (directory / store.CONFIG).write_text(dumps(scenario_record))
-    store.write_json_atomic(directory / store.ENV, environment(command))
+    previous_wall = 0.0
+    if resume:
+        env = json.loads((directory / store.ENV).read_text())
+        env.setdefault("resumed", []).append(
+            {"command": command, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+        store.write_json_atomic(directory / store.ENV, env)
+        previous = json.loads((directory / store.SUMMARY).read_text())
+        previous_wall = previous.get("wall_s", 0.0) if isinstance(previous, dict) else 0.0
+    else:
+        (directory / store.CONFIG).write_text(dumps(scenario_record))
+        store.write_json_atomic(directory / store.ENV, environment(command))
     store.write_json_atomic(directory / store.SUMMARY, {"status": "running", "scenario": run.scenario.name})
 
-    ctx = store.RunContext(directory, run.config["seed"])
+    ctx = store.RunContext(directory, run.config.seed)
     start = time.perf_counter()
     try:
         summary = _summary_from(run.study.run(run.config, ctx))
@@ -106,7 +133,8 @@ def execute(run: PreparedRun, command: list[str]) -> int:
         ending = "raised"
     else:
         ending = "returned"
-    summary.update(scenario=run.scenario.name, wall_s=round(time.perf_counter() - start, 3))
+    summary.update(scenario=run.scenario.name,
+                   wall_s=round(previous_wall + time.perf_counter() - start, 3))
     store.write_json_atomic(directory / store.SUMMARY, summary)
     return _report(summary, directory, ending)
 
@@ -116,8 +144,9 @@ def _summary_from(returned) -> dict:
     if not isinstance(returned, dict):
         return {"status": "failed", "reason": f"study.run returned {type(returned).__name__}, not a dict"}
     status = returned.get("status", "ok")
-    if status not in EXIT_CODES:
-        return {"status": "failed", "reason": f"study.run returned status {status!r}; valid: {', '.join(EXIT_CODES)}"}
+    if status not in STUDY_STATUSES:
+        return {"status": "failed",
+                "reason": f"study.run returned status {status!r}; valid: {', '.join(STUDY_STATUSES)}"}
     summary = {"status": status}
     for key, value in returned.items():
         if key == "status":

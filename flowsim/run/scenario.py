@@ -2,47 +2,55 @@
 
 A scenario is a TOML file with top-level keys
 
-* ``study``: the module that runs it: a bare name is ``analysis.<name>``, a
-  dotted name (``mylab.decay``) is imported as written;
-* ``description``: one line for ``flowsim list``;
-* ``[config]``: every key a ``--set`` can change, its TOML type the key's type;
+* ``study``: the module that runs it: a bare name is ``flowsim.studies.<name>``
+  (the repository's ``analysis/`` folder), a dotted name is imported as written;
+* ``base``: instead of ``study``, the scenario this one changes (its study and
+  its changes come first, this file's ``[config]`` on top);
+* ``description``: one line for ``flowsim list``: what the scenario answers;
+* ``time``: roughly how long it takes on 2 cores; ``needs``: what it needs
+  (data, an earlier run), both shown by ``flowsim list``;
+* ``[config]``: only what differs from the study's typed defaults (its
+  ``Config``); every key there and every ``--set`` is checked against them;
 * ``scenario``: the scenario's name (default: the file's stem).
 
-A file without ``study`` but with ``scenario = "name"`` is an *override
-file*: its ``[config]`` table changes the named scenario's config, each key
-checked like a ``--set``. A run's ``config.toml`` is a complete scenario
-file, so ``flowsim run runs/<dir>/config.toml`` repeats that run.
+A run's ``config.toml`` is a complete scenario file, so ``flowsim run
+runs/<dir>/config.toml`` repeats that run.
 """
 
+import copy
 import dataclasses
 import difflib
 import importlib
+import importlib.resources
 import os
 import tomllib
 from pathlib import Path
 
-from flowsim.run.config import BadInput, apply_overrides, flatten
+from flowsim.run.config import BadInput, StudyConfig, merge
 
-SCENARIO_KEYS = ("scenario", "description", "study", "config")
+SCENARIO_KEYS = ("scenario", "description", "study", "base", "time", "needs", "config")
+STUDIES = "flowsim.studies"
 
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
-    """A scenario read from disk: its name, study module, description and config."""
+    """A scenario read from disk: its study, what it changes, and how it presents itself."""
 
     name: str
     study: str
     description: str
-    config: dict
+    changes: dict
     path: Path
+    time: str = ""
+    needs: str = ""
 
 
 def scenario_dir() -> Path:
-    """``$FLOWSIM_SCENARIOS`` if set, else ``scenarios/`` next to the flowsim package."""
+    """``$FLOWSIM_SCENARIOS`` if set, else the scenarios shipped with flowsim."""
     override = os.environ.get("FLOWSIM_SCENARIOS")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "scenarios"
+    return Path(str(importlib.resources.files("flowsim.scenarios")))
 
 
 def scenario_names() -> list[str]:
@@ -54,22 +62,20 @@ def scenario_names() -> list[str]:
 
 
 def load_scenario(name_or_path: str) -> Scenario:
-    """Read a named scenario, or a ``.toml`` file (scenario or override file)."""
+    """Read a named scenario, or a ``.toml`` file (a scenario, or one with a ``base``)."""
     return _load(name_or_path, frozenset())
 
 
-def _load(name_or_path: str, overriding: frozenset[Path]) -> Scenario:
-    """:func:`load_scenario`, remembering the override files on the way to catch cycles."""
+def _load(name_or_path: str, visiting: frozenset) -> Scenario:
     if name_or_path.endswith(".toml") or os.sep in name_or_path or "/" in name_or_path:
-        return _load_file(Path(name_or_path), overriding)
+        return _load_file(Path(name_or_path), visiting)
     names = scenario_names()
     if name_or_path not in names:
         raise BadInput(_unknown_scenario_message(name_or_path, names))
-    return _load_file(scenario_dir() / f"{name_or_path}.toml", overriding)
+    return _load_file(scenario_dir() / f"{name_or_path}.toml", visiting)
 
 
 def _unknown_scenario_message(name: str, names: list[str]) -> str:
-    """'unknown scenario' with the nearest names and the full list."""
     near = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" (did you mean {' or '.join(near)}?)" if near else ""
     valid = ", ".join(names) if names else f"none: {scenario_dir()} holds no .toml files"
@@ -89,54 +95,54 @@ def _read_toml(path: Path) -> dict:
         raise BadInput(f"malformed TOML in {path}: {error}") from None
 
 
-def _load_file(path: Path, overriding: frozenset[Path]) -> Scenario:
-    """Read a scenario file, resolving an override file against its named scenario."""
+def _load_file(path: Path, visiting: frozenset) -> Scenario:
     document = _read_toml(path)
     unknown = sorted(set(document) - set(SCENARIO_KEYS))
     if unknown:
-        raise BadInput(f"{path}: unknown top-level key(s) {', '.join(unknown)}; valid: {', '.join(SCENARIO_KEYS)}")
-    for key in ("scenario", "description", "study"):
+        raise BadInput(f"{path}: unknown top-level key(s) {', '.join(unknown)}; "
+                       f"valid: {', '.join(SCENARIO_KEYS)}")
+    for key in SCENARIO_KEYS[:-1]:
         if key in document and not isinstance(document[key], str):
             raise BadInput(f"{path}: {key} must be a string")
-    config = document.get("config", {})
-    if not isinstance(config, dict):
+    changes = document.get("config", {})
+    if not isinstance(changes, dict):
         raise BadInput(f"{path}: config must be a table ([config])")
+    name = document.get("scenario", path.stem)
+    shown = {key: document.get(key, "") for key in ("description", "time", "needs")}
     if "study" in document:
-        return Scenario(
-            name=document.get("scenario", path.stem),
-            study=document["study"],
-            description=document.get("description", ""),
-            config=config,
-            path=path,
-        )
-    if "scenario" not in document:
-        raise BadInput(f"{path}: a scenario file needs study = \"module\", or scenario = \"name\" to override one")
-    if path.resolve() in overriding:
-        raise BadInput(f"{path}: override files form a cycle (scenario = {document['scenario']!r})")
-    base = _load(document["scenario"], overriding | {path.resolve()})
-    return Scenario(
-        name=path.stem,
-        study=base.study,
-        description=document.get("description", base.description),
-        config=apply_overrides(base.config, flatten(config), source=str(path)),
-        path=path,
-    )
+        if "base" in document:
+            raise BadInput(f"{path}: give study or base, not both")
+        return Scenario(name, document["study"], changes=copy.deepcopy(changes), path=path,
+                        **shown)
+    if "base" not in document:
+        raise BadInput(f"{path}: a scenario file needs study = \"module\", or base = \"name\" "
+                       "to change another scenario")
+    if path.resolve() in visiting:
+        raise BadInput(f"{path}: base scenarios form a cycle (base = {document['base']!r})")
+    base = _load(document["base"], visiting | {path.resolve()})
+    shown = {key: value or getattr(base, key) for key, value in shown.items()}
+    return Scenario(path.stem if "scenario" not in document else name, base.study,
+                    changes=merge(base.changes, changes), path=path, **shown)
 
 
-def describe_scenarios() -> list[tuple[str, str]]:
-    """``(name, description)`` for every scenario; a broken file's description says why."""
+def describe_scenarios() -> list[Scenario | tuple[str, str]]:
+    """Every scenario; a broken file is ``(name, why)`` instead."""
     rows = []
     for name in scenario_names():
         try:
-            rows.append((name, load_scenario(name).description))
+            rows.append(load_scenario(name))
         except BadInput as error:
             rows.append((name, f"<broken: {error}>"))
     return rows
 
 
+def study_module_name(study: str) -> str:
+    return study if "." in study else f"{STUDIES}.{study}"
+
+
 def import_study(scenario: Scenario):
-    """Import the scenario's study module and check it defines ``run``."""
-    module_name = scenario.study if "." in scenario.study else f"analysis.{scenario.study}"
+    """Import the scenario's study module and check it defines ``Config`` and ``run``."""
+    module_name = study_module_name(scenario.study)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -145,7 +151,7 @@ def import_study(scenario: Scenario):
         raise BadInput(f"scenario {scenario.name!r}: study module {module_name!r} not found") from None
     if not callable(getattr(module, "run", None)):
         raise BadInput(f"study module {module_name!r} defines no run(config, ctx)")
-    constraints = getattr(module, "CONSTRAINTS", {})
-    if not isinstance(constraints, dict):
-        raise BadInput(f"study module {module_name!r}: CONSTRAINTS must be a dict")
+    config = getattr(module, "Config", None)
+    if not (isinstance(config, type) and issubclass(config, StudyConfig)):
+        raise BadInput(f"study module {module_name!r} defines no Config (a flowsim.run.StudyConfig)")
     return module

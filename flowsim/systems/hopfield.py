@@ -4,7 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._fields import gradient_field
+from ..problem import gradient_field
 
 
 class Hopfield(eqx.Module):

@@ -1,11 +1,18 @@
-"""Training: any estimator, an optax optimiser, metrics, checkpoints, divergence, resume."""
+"""One training loop for every scheme: a task, a rule, an optax optimiser.
+
+task.py        AbstractTask: a problem with data and an evaluation
+trainer.py     Trainer: one jitted step (the rule's gradient, the optax update)
+loop.py        fit: metrics rows, oracle cosines, checkpoints, resume, early stop
+divergence.py  Divergence: when a run diverges and when a step is skipped
+checkpoint.py  equinox serialisation with a JSON sidecar
+"""
 
 from . import checkpoint
-from .checkpoint import CheckpointError, config_hash
-from .contraction import ContractionPenalty
-from .diagnostics import Diagnostics
-from .loop import COLUMNS, Divergence, Outcome, fit
-from .task import Task, Trainer, cast, init_key
+from .checkpoint import CheckpointError
+from .divergence import Divergence
+from .loop import Outcome, cosines, fit, reference_gradients
+from .task import AbstractTask
+from .trainer import Trainer, batch, init_key, keys, run_steps
 
-__all__ = ["checkpoint", "CheckpointError", "config_hash", "ContractionPenalty", "Diagnostics",
-           "COLUMNS", "Divergence", "Outcome", "fit", "Task", "Trainer", "cast", "init_key"]
+__all__ = ["checkpoint", "CheckpointError", "Divergence", "Outcome", "fit", "cosines",
+           "reference_gradients", "AbstractTask", "Trainer", "batch", "init_key", "keys", "run_steps"]

@@ -7,9 +7,10 @@ random directions v_{t,k} ~ N(0, I) per step,
     Φ_z v = v + ε F_z(z_t) v          (one JVP of the field).
 
 R is a Monte-Carlo estimate of the sum of the log stretch rates of the
-relaxation: it grows toward 0 as ρ(Φ_z) → 1. Adding λ ∇_θ R to any
-estimator's gradient pushes the dynamics to keep contracting. Norms are taken
-over the whole state pytree (for a batch of states, one norm over the batch).
+relaxation: it grows toward 0 as ρ(Φ_z) → 1. Adding λ ∇_θ R to any rule's
+gradient (:class:`flowsim.Penalized`) pushes the dynamics to keep
+contracting. Norms are taken over the whole state pytree (for a batch of
+states, one norm over the batch).
 
 ``through_states=False`` (default) holds the states z_t fixed and
 differentiates only the explicit θ-dependence of F_z: the local rule a
@@ -23,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from .._relax import relax_trajectory
+from ..solvers import relax_trajectory
 
 
 class ContractionPenalty(eqx.Module):
@@ -39,13 +40,13 @@ class ContractionPenalty(eqx.Module):
         if self.directions < 1 or self.steps < 1:
             raise ValueError("ContractionPenalty needs steps >= 1 and directions >= 1")
 
-    def states(self, field, params, z0, x):
+    def states(self, field, z0, params, x):
         """z_0, …, z_{T−1} (leading axis T), with gradients cut unless ``through_states``."""
         trajectory = relax_trajectory(field, z0, params, x, steps=self.steps, dt=self.dt)
         states = jax.tree.map(lambda u: u[:-1], trajectory)
         return states if self.through_states else jax.lax.stop_gradient(states)
 
-    def stretch(self, field, params, states, x, key):
+    def stretch(self, field, states, params, x, key):
         """R given the states: (1/K) Σ_k Σ_t log(‖Φ_z(z_t) v‖/‖v‖)."""
         first = jax.tree.map(lambda u: u[0], states)
         flat0, unravel = ravel_pytree(first)
@@ -62,14 +63,15 @@ class ContractionPenalty(eqx.Module):
             flat_states, directions)
         return jnp.sum(jnp.mean(per_step, axis=1))
 
-    def value(self, field, params, z0, x, key):
-        """R(θ) (without the weight λ)."""
-        return self.stretch(field, params, self.states(field, params, z0, x), x, key)
+    def value(self, field, z0, params, x, key):
+        """R(θ) (without the weight λ) for the field ``field`` (a batch is one state)."""
+        return self.stretch(field, self.states(field, z0, params, x), params, x, key)
 
-    def gradient(self, field, params, z0, x, key):
-        """λ ∇_θ R, shaped like ``params``, and R."""
-        value, grads = jax.value_and_grad(lambda p: self.value(field, p, z0, x, key))(params)
+    def gradient(self, field, z0, params, x, key):
+        """(λ ∇_θ R shaped like ``params``, R)."""
+        value, grads = jax.value_and_grad(lambda p: self.value(field, z0, p, x, key))(params)
         return jax.tree.map(lambda g: self.weight * g, grads), value
 
-
-__all__ = ["ContractionPenalty"]
+    def matvecs(self, batch_size):
+        """Products per evaluation: T states, K JVPs each, per sample."""
+        return self.steps * (1 + self.directions) * batch_size

@@ -2,7 +2,7 @@
 
 import jax.numpy as jnp
 
-from ._trees import tree_norm, tree_sub, tree_vdot
+from .._trees import tree_norm, tree_sub, tree_vdot
 
 
 def residual(field, z, params, x):

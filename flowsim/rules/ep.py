@@ -17,47 +17,50 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._equilibrium import EquilibriumSolver, equilibrium
-from .._fields import loss_gradients
-from .._relax import horizon, relax
-from .._trees import tree_add, tree_scale, tree_sub
-from ._base import AbstractEstimator, finish, vjp_params
+from .._trees import tree_add, tree_scale, tree_sub, tree_where
+from ..solvers import EquilibriumSolver, Relaxation
+from ._base import AbstractRule, fast_phase, finish, loss_gradients, vjp_params
 from ._nudge import nudged_field
 
 
-class EP(AbstractEstimator):
+class EP(AbstractRule):
     """Equilibrium propagation with nudge ``beta`` and a nudged phase of ``steps``."""
 
     beta: jax.Array
-    steps: jax.Array
-    dt: jax.Array
+    relaxation: Relaxation
     symmetric: bool = eqx.field(static=True)
     equilibrium: EquilibriumSolver
-    max_steps: int = eqx.field(static=True)
 
     def __init__(self, beta, steps, dt, symmetric=True, equilibrium=EquilibriumSolver(), *,
                  max_steps=None):
         self.beta = jnp.asarray(beta)
-        self.steps, self.max_steps = horizon(steps, max_steps)
-        self.dt = jnp.asarray(dt)
+        self.relaxation = Relaxation(steps, dt, max_steps=max_steps)
         self.symmetric = bool(symmetric)
         self.equilibrium = equilibrium
 
-    def estimate(self, field, loss, params, z0, x, y):
-        z_star, eq_info = equilibrium(field, z0, params, x, self.equilibrium)
+    @property
+    def steps(self):
+        return self.relaxation.steps
+
+    def estimate(self, problem, z0, params, x, y, key):
+        del key
+        phase = fast_phase(self.equilibrium, problem, z0, params, x)
 
         def nudge(beta):
-            return relax(nudged_field(field, loss, y, beta), z_star, params, x,
-                         steps=self.steps, dt=self.dt, max_steps=self.max_steps)
+            field = nudged_field(problem, y, beta, phase.weights)
+            return self.relaxation.final_state(field, phase.z, params, x)
 
         z_plus = nudge(self.beta)
         if self.symmetric:
-            z_minus, width = nudge(-self.beta), 2 * self.beta
+            z_minus, width, phases = nudge(-self.beta), 2 * self.beta, 2
         else:
-            z_minus, width = z_star, self.beta
+            z_minus, width, phases = phase.z, self.beta, 1
         response = tree_scale(tree_sub(z_plus, z_minus), 1.0 / width)
-        direct = loss_gradients(loss, z_star, params, y)[1]
-        grads = tree_add(tree_scale(vjp_params(field, z_star, params, x, response), -1.0),
+        response = tree_where(phase.summary["ok"], response,
+                              jax.tree.map(jnp.zeros_like, response))
+        loss, _, direct = loss_gradients(problem, phase.z, params, y, phase.weights)
+        grads = tree_add(tree_scale(vjp_params(problem, phase.z, params, x, response), -1.0),
                          direct)
-        info = {"loss": loss(z_star, params, y), "residual": eq_info["residual"]}
-        return finish(grads, eq_info["result"], info)
+        n = problem.batch_size(z0)
+        matvecs = phase.summary["matvecs"] + phases * self.relaxation.steps * n + 1
+        return finish(grads, phase, loss, phase.summary["residual"], matvecs)

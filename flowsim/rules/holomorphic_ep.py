@@ -17,23 +17,19 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._equilibrium import EquilibriumSolver, equilibrium
-from .._fields import loss_gradients
-from .._relax import horizon, relax
-from .._trees import tree_add, tree_scale
-from ._base import AbstractEstimator, finish, vjp_params
+from .._trees import tree_add, tree_scale, tree_where
+from ..solvers import EquilibriumSolver, Relaxation
+from ._base import AbstractRule, fast_phase, finish, loss_gradients, vjp_params
 from ._nudge import nudged_field
 
 
-class HolomorphicEP(AbstractEstimator):
+class HolomorphicEP(AbstractRule):
     """Holomorphic EP with ``points`` complex nudges of modulus ``radius``."""
 
     radius: jax.Array
     points: int = eqx.field(static=True)
-    steps: jax.Array
-    dt: jax.Array
+    relaxation: Relaxation
     equilibrium: EquilibriumSolver
-    max_steps: int = eqx.field(static=True)
 
     def __init__(self, radius, points, steps, dt, equilibrium=EquilibriumSolver(), *,
                  max_steps=None):
@@ -41,20 +37,25 @@ class HolomorphicEP(AbstractEstimator):
             raise ValueError(f"points must be an int >= 2, got {points!r}")
         self.radius = jnp.asarray(radius)
         self.points = points
-        self.steps, self.max_steps = horizon(steps, max_steps)
-        self.dt = jnp.asarray(dt)
+        self.relaxation = Relaxation(steps, dt, max_steps=max_steps)
         self.equilibrium = equilibrium
 
-    def estimate(self, field, loss, params, z0, x, y):
-        z_star, eq_info = equilibrium(field, z0, params, x, self.equilibrium)
+    @property
+    def steps(self):
+        return self.relaxation.steps
+
+    def estimate(self, problem, z0, params, x, y, key):
+        del key
+        phase = fast_phase(self.equilibrium, problem, z0, params, x)
+        z_star = phase.z
         complex_dtype = jnp.result_type(*jax.tree.leaves(z_star), jnp.complex64)
         z_complex = jax.tree.map(lambda u: u.astype(complex_dtype), z_star)
         phases = jnp.exp(2j * jnp.pi * jnp.arange(self.points) / self.points)
 
-        def nudge(phase):
-            beta = (self.radius * phase).astype(complex_dtype)
-            return relax(nudged_field(field, loss, y, beta), z_complex, params, x,
-                         steps=self.steps, dt=self.dt, max_steps=self.max_steps)
+        def nudge(angle):
+            beta = (self.radius * angle).astype(complex_dtype)
+            field = nudged_field(problem, y, beta, phase.weights)
+            return self.relaxation.final_state(field, z_complex, params, x)
 
         with warnings.catch_warnings():
             # diffrax warns on complex states in general; an explicit Euler step
@@ -67,8 +68,11 @@ class HolomorphicEP(AbstractEstimator):
             lambda u, ref: jnp.real(jnp.tensordot(weights, u, axes=1)).astype(ref.dtype),
             nudged, z_star,
         )
-        direct = loss_gradients(loss, z_star, params, y)[1]
-        grads = tree_add(tree_scale(vjp_params(field, z_star, params, x, derivative), -1.0),
+        derivative = tree_where(phase.summary["ok"], derivative,
+                                jax.tree.map(jnp.zeros_like, derivative))
+        loss, _, direct = loss_gradients(problem, z_star, params, y, phase.weights)
+        grads = tree_add(tree_scale(vjp_params(problem, z_star, params, x, derivative), -1.0),
                          direct)
-        info = {"loss": loss(z_star, params, y), "residual": eq_info["residual"]}
-        return finish(grads, eq_info["result"], info)
+        n = problem.batch_size(z0)
+        matvecs = phase.summary["matvecs"] + self.points * self.relaxation.steps * n + 1
+        return finish(grads, phase, loss, phase.summary["residual"], matvecs)

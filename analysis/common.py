@@ -1,0 +1,46 @@
+"""Pieces every training study shares: rows kept on resume, metrics read back, config hashes."""
+
+import csv
+from pathlib import Path
+
+from flowsim.train import checkpoint
+
+CHECKPOINTS = "checkpoints"
+
+
+def config_hash(config) -> str:
+    """The hash a run's checkpoints carry: its whole typed config (``flowsim resume`` checks it)."""
+    return checkpoint.config_hash(config.model_dump())
+
+
+def kept_rows(ctx, checkpoint_dirs: dict, key=None):
+    """On resume: the metrics rows up to each run's last checkpoint, rewritten to metrics.csv.
+
+    ``checkpoint_dirs`` maps the value of column ``key`` (None: one run) to its
+    checkpoint directory; rows of a run without checkpoints are dropped.
+    """
+    path = Path(ctx.dir) / "metrics.csv"
+    lasts = {name: (checkpoint.latest(d) if d else None) for name, d in checkpoint_dirs.items()}
+    if all(v is None for v in lasts.values()) or not path.is_file():
+        return []
+    kept = []
+    for r in read_rows(path):
+        last = lasts.get(r[key] if key else None)
+        if last is not None and r["step"] <= last:
+            kept.append(r)
+    ctx.write_metrics(kept)
+    return kept
+
+
+def read_rows(path):
+    """metrics.csv as dicts of numbers (strings where a cell is not a number)."""
+    with Path(path).open() as f:
+        return [{k: number(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text and "e" not in text else value

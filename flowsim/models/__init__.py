@@ -1,1 +1,0 @@
-"""Models: parameter pytrees with their ``field`` and ``loss`` functions."""
