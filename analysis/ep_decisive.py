@@ -149,6 +149,10 @@ def run(config, ctx):
     blew = outcome.status == "diverged" or max(rhos) >= 0.999
     median_cos = statistics.median(cos) if cos else float("nan")
     verdict, note = decide(source_wall, outcome.status == "ok", cleared, rho_near, blew, median_cos)
+    source_ep = [r for r in src if r.get("estimator") == d.source_subdir]
+    ep_wall.plot({"implicit (from the checkpoint)": outcome.rows,
+                  f"source {d.source_subdir}": source_ep, "source bptt": bptt},
+                 ctx.plot_path("decisive"))
     last = outcome.rows[-1]
     return {"verdict": verdict, "verdict_note": note, "source_run": str(source),
             "source_obtained": how, "source_wall": source_wall, "start_step": start, "steps": end,

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from pydantic import Field, model_validator
 
+import flowsim
 from flowsim import fep, train
 from flowsim.fep.task import _metrics
 from flowsim.run.registry import HybridOptions
@@ -59,9 +60,10 @@ def run(config, ctx):
         rule = fc.rule(config, lr=lr)
         state = opt.init(priors)
         state.hyperparams["learning_rate"] = jnp.asarray(lr, priors.tok_mu.dtype)
-        params, _, _ = train.run_steps(task, rule, opt, priors, state, data_key, noise_key,
-                                       config.steps)
-        return _metrics(task, params)
+        params, _, info = train.run_steps(task, rule, opt, priors, state, data_key, noise_key,
+                                          config.steps)
+        skipped = jnp.sum(info["result"]._value != flowsim.RESULTS.successful._value)
+        return {**_metrics(task, params), "skipped_steps": skipped}
 
     grid = jax.jit(jax.vmap(jax.vmap(train_one, in_axes=(None, 0)), in_axes=(0, None)))
     ctx.log(f"fep-sweep: {len(lrs)} x {len(lams)} grid, {config.steps} steps each, one jit")
@@ -71,7 +73,8 @@ def run(config, ctx):
         for b, lam in enumerate(lams):
             rows.append({"lr": lr, "lambda_obs": lam, "train_ce": out["train_ce"][a, b],
                          "train_acc": out["train_acc"][a, b], "pred_ce": out["pred_ce"][a, b],
-                         "pred_acc": out["pred_acc"][a, b]})
+                         "pred_acc": out["pred_acc"][a, b],
+                         "skipped_steps": out["skipped_steps"][a, b]})
     ctx.write_metrics(rows)
     plot(lrs, lams, out, ctx.plot_path("final_ce"))
     ce = out["train_ce"]

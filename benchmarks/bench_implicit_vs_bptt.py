@@ -21,7 +21,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 
 import flowsim  # noqa: E402
-from flowsim.estimators._base import _estimate  # noqa: E402
+from flowsim.rules._base import _gradient  # noqa: E402
 from flowsim.systems import AsymmetricTanh  # noqa: E402
 
 BATCH, STATE, INPUTS, DT = 64, 128, 32, 0.1
@@ -39,10 +39,9 @@ def problem():
     return system, params, jnp.zeros((BATCH, STATE)), x, y
 
 
-def measure(estimator, system, params, z0, x, y, repeats):
-    args = (estimator, system.field, flowsim.ParametrisedLoss(lambda z, p, t: loss(z, t)),
-            params, z0, x, y)
-    compiled = _estimate.lower(*args).compile()
+def measure(rule, system, params, z0, x, y, repeats):
+    args = (rule, flowsim.Problem(system.field, loss), z0, params, x, y, None)
+    compiled = _gradient.lower(*args).compile()
     memory = compiled.compiled.memory_analysis()
     peak = getattr(memory, "temp_size_in_bytes", float("nan")) if memory else float("nan")
     grads, info = compiled(*args)

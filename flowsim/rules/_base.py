@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from .._results import RESULTS
 from .._trees import tree_add, tree_all_finite, tree_nan_like, tree_where
 from ..problem import Problem
-from ..solvers import solve, summarise
+from ..solvers import Relaxation, solve, summarise
 
 
 class AbstractRule(eqx.Module):
@@ -43,6 +43,17 @@ class AbstractRule(eqx.Module):
     def estimate(self, problem: Problem, z0, params, x, y, key):
         """``(grads, info)`` for ``problem`` at ``params`` on the batch (x, y)."""
         raise NotImplementedError
+
+
+class AbstractHorizonRule(AbstractRule):
+    """A rule that relaxes for a number of Euler steps: its horizon, or its phase's length."""
+
+    relaxation: eqx.AbstractVar[Relaxation]
+
+    @property
+    def steps(self):
+        """The number of Euler steps (an array: sweeping it does not recompile)."""
+        return self.relaxation.steps
 
 
 @eqx.filter_jit
@@ -144,5 +155,5 @@ def finish(grads, phase: Phase, loss, residual, matvecs, result=None):
     return grads, info
 
 
-__all__ = ["AbstractRule", "gradient", "vjp_params", "vjp_state", "loss_gradients", "Phase",
-           "fast_phase", "all_samples", "finish"]
+__all__ = ["AbstractRule", "AbstractHorizonRule", "gradient", "vjp_params", "vjp_state",
+           "loss_gradients", "Phase", "fast_phase", "all_samples", "finish"]

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 
 from ..solvers import Relaxation
-from ._base import AbstractRule, all_samples, finish
+from ._base import AbstractHorizonRule, all_samples, finish
 
 
-class BPTT(AbstractRule):
+class BPTT(AbstractHorizonRule):
     """Reverse-mode gradient of L(z_T) after ``steps`` Euler steps of size ``dt``.
 
     ``max_steps`` (default ``steps``) is the static loop bound: rules with
@@ -24,10 +24,6 @@ class BPTT(AbstractRule):
 
     def __init__(self, steps, dt, *, max_steps=None):
         self.relaxation = Relaxation(steps, dt, max_steps=max_steps)
-
-    @property
-    def steps(self):
-        return self.relaxation.steps
 
     def estimate(self, problem, z0, params, x, y, key):
         del key

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 
 from .._trees import tree_add, tree_scale, tree_sub, tree_where
 from ..solvers import EquilibriumSolver, Relaxation
-from ._base import AbstractRule, fast_phase, finish, loss_gradients, vjp_params
+from ._base import AbstractHorizonRule, fast_phase, finish, loss_gradients, vjp_params
 from ._nudge import nudged_field
 
 
-class EP(AbstractRule):
+class EP(AbstractHorizonRule):
     """Equilibrium propagation with nudge ``beta`` and a nudged phase of ``steps``."""
 
     beta: jax.Array
@@ -37,10 +37,6 @@ class EP(AbstractRule):
         self.relaxation = Relaxation(steps, dt, max_steps=max_steps)
         self.symmetric = bool(symmetric)
         self.equilibrium = equilibrium
-
-    @property
-    def steps(self):
-        return self.relaxation.steps
 
     def estimate(self, problem, z0, params, x, y, key):
         del key

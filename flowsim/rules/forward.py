@@ -18,10 +18,10 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from ..solvers import Relaxation
-from ._base import AbstractRule, all_samples, finish
+from ._base import AbstractHorizonRule, all_samples, finish
 
 
-class Forward(AbstractRule):
+class Forward(AbstractHorizonRule):
     """Forward-mode gradient of L(z_T); optionally k random tangent directions."""
 
     relaxation: Relaxation
@@ -34,10 +34,6 @@ class Forward(AbstractRule):
                                        or not isinstance(directions, int) or directions < 1):
             raise ValueError(f"directions must be None or a positive int, got {directions!r}")
         self.directions = directions
-
-    @property
-    def steps(self):
-        return self.relaxation.steps
 
     def estimate(self, problem, z0, params, x, y, key):
         flat, unravel = ravel_pytree(params)

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 
 from .._trees import tree_add, tree_scale, tree_where
 from ..solvers import EquilibriumSolver, Relaxation
-from ._base import AbstractRule, fast_phase, finish, loss_gradients, vjp_params
+from ._base import AbstractHorizonRule, fast_phase, finish, loss_gradients, vjp_params
 from ._nudge import nudged_field
 
 
-class HolomorphicEP(AbstractRule):
+class HolomorphicEP(AbstractHorizonRule):
     """Holomorphic EP with ``points`` complex nudges of modulus ``radius``."""
 
     radius: jax.Array
@@ -39,10 +39,6 @@ class HolomorphicEP(AbstractRule):
         self.points = points
         self.relaxation = Relaxation(steps, dt, max_steps=max_steps)
         self.equilibrium = equilibrium
-
-    @property
-    def steps(self):
-        return self.relaxation.steps
 
     def estimate(self, problem, z0, params, x, y, key):
         del key

@@ -11,10 +11,10 @@ import jax
 
 from .._trees import tree_add
 from ..solvers import EquilibriumSolver, Relaxation
-from ._base import AbstractRule, fast_phase, finish, loss_gradients, vjp_params, vjp_state
+from ._base import AbstractHorizonRule, fast_phase, finish, loss_gradients, vjp_params, vjp_state
 
 
-class RBP(AbstractRule):
+class RBP(AbstractHorizonRule):
     """Finite-time adjoint ODE at z* (Almeida–Pineda recurrent backprop)."""
 
     relaxation: Relaxation
@@ -23,10 +23,6 @@ class RBP(AbstractRule):
     def __init__(self, steps, dt, equilibrium=EquilibriumSolver(), *, max_steps=None):
         self.relaxation = Relaxation(steps, dt, max_steps=max_steps)
         self.equilibrium = equilibrium
-
-    @property
-    def steps(self):
-        return self.relaxation.steps
 
     def estimate(self, problem, z0, params, x, y, key):
         del key

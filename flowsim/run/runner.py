@@ -121,6 +121,7 @@ def execute(run: PreparedRun, command: list[str], resume: bool = False) -> int:
     store.write_json_atomic(directory / store.SUMMARY, {"status": "running", "scenario": run.scenario.name})
 
     ctx = store.RunContext(directory, run.config.seed)
+    ctx.log(f"{' '.join(command)}: {'resumed' if resume else 'started'} in {directory}")
     start = time.perf_counter()
     try:
         summary = _summary_from(run.study.run(run.config, ctx))
