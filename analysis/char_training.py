@@ -53,7 +53,8 @@ class TrainSection(Section):
     eval_every: int = Field(100, ge=1)
     checkpoint_every: int = Field(100, ge=0, description="a multiple of eval_every (0: final only)")
     eval_batch: int = Field(2048, ge=1, le=10**6)
-    rho_samples: int = Field(8, ge=1, le=10**6)
+    rho_krylov: int = Field(20, ge=1, le=4096,
+                            description="Arnoldi steps of each sample's rho in the rows")
     diverge_factor: float = Field(2.0, ge=1.0, le=1e6, description="diverged if val CE > factor x best")
     rho_max: float = Field(1.0, gt=0, description="diverged if rho(I + dt F_z(z_T)) >= rho_max")
 
@@ -136,7 +137,8 @@ def references(config) -> dict:
 def divergence(config) -> train.Divergence:
     t = config.train
     return train.Divergence(monitor="val_ce", factor=t.diverge_factor,
-                            limits=(("rho", t.rho_max),))
+                            limits=(("rho_max", t.rho_max),),
+                            finite=("train_ce", "val_ce", "residual_max"))
 
 
 def optimizer(config):
@@ -169,7 +171,7 @@ class CharSetup:
         m, t = config.model, config.train
         self.task = make_task(self.splits, batch=t.batch, context=m.context, t1=m.t1, dt=m.dt,
                               eval_batch=t.eval_batch, seed=config.seed,
-                              equilibrium=equilibrium_solver(config), rho_samples=t.rho_samples)
+                              equilibrium=equilibrium_solver(config), krylov_dim=t.rho_krylov)
 
     def init_params(self):
         return cm.init(self.model, train.init_key(self.config.seed), self.dtype)
@@ -206,7 +208,7 @@ def summary_of(outcome):
     last = outcome.rows[-1] if outcome.rows else {}
     out = {"status": outcome.status, "steps": outcome.step,
            "val_ce": last.get("val_ce", math.nan), "best_val_ce": outcome.best,
-           "rho": last.get("rho", math.nan), "residual": last.get("residual", math.nan),
+           "rho": last.get("rho_max", math.nan), "residual": last.get("residual_max", math.nan),
            "train_ce": last.get("train_ce", math.nan), "skipped_steps": outcome.skipped,
            "last_checkpoint": -1 if outcome.last_checkpoint is None else outcome.last_checkpoint}
     if outcome.reason:

@@ -140,9 +140,9 @@ def run(config, ctx):
     bptt = bptt or [r for r in src if r.get("estimator") == "bptt"]
     summary = read_summary(source)
     rows = [r for r in outcome.rows if r["step"] > start]
-    rhos = [r["rho"] for r in outcome.rows]
+    rhos = [r["rho_max"] for r in outcome.rows]
     cos = [r["cos_oracle"] for r in rows if r["cos_oracle"] == r["cos_oracle"]]
-    rho_bptt = max(r["rho"] for r in bptt)
+    rho_bptt = max(r["rho_max"] for r in bptt)
     source_wall = bool(summary.get("wall", False))
     cleared = outcome.best < summary["ep_wall_ce"] - d.margin
     rho_near = max(rhos) <= rho_bptt + d.rho_tol
@@ -157,11 +157,11 @@ def run(config, ctx):
     return {"verdict": verdict, "verdict_note": note, "source_run": str(source),
             "source_obtained": how, "source_wall": source_wall, "start_step": start, "steps": end,
             "oracle_status": outcome.status, "oracle_reason": outcome.reason or "",
-            "best_val_ce": outcome.best, "val_ce": last["val_ce"], "rho": last["rho"],
-            "residual": last["residual"], "rho_max": max(rhos), "rho_bptt_max": rho_bptt,
+            "best_val_ce": outcome.best, "val_ce": last["val_ce"], "rho": last["rho_max"],
+            "residual": last["residual_max"], "rho_max": max(rhos), "rho_bptt_max": rho_bptt,
             "ep_wall_ce": summary["ep_wall_ce"], "cleared_wall": bool(cleared),
             "median_cos_oracle_long_ep": median_cos,
             # the names for the rule's inputs
-            "rho_bptt": rho_bptt, "rho_final": last["rho"], "val_ce_final": last["val_ce"],
+            "rho_bptt": rho_bptt, "rho_final": last["rho_max"], "val_ce_final": last["val_ce"],
             "cos_min": min(cos) if cos else float("nan"), "rho_near_bptt": bool(rho_near),
             "blew_up": bool(blew)}

@@ -58,8 +58,8 @@ def run(config, ctx):
     for name, o in runs.items():
         key = name.replace("+", "_")
         out.update({f"{key}_status": o.status, f"{key}_best_val_ce": o.best,
-                    f"{key}_val_ce": o.rows[-1]["val_ce"], f"{key}_rho": o.rows[-1]["rho"],
-                    f"{key}_residual": o.rows[-1]["residual"], f"{key}_steps": o.step,
+                    f"{key}_val_ce": o.rows[-1]["val_ce"], f"{key}_rho": o.rows[-1]["rho_max"],
+                    f"{key}_residual": o.rows[-1]["residual_max"], f"{key}_steps": o.step,
                     f"{key}_reason": o.reason or ""})
     return out
 
@@ -72,10 +72,10 @@ def write_table(path, runs, clear_below):
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for name, o in runs.items():
-            rhos = [r["rho"] for r in o.rows]
+            rhos = [r["rho_max"] for r in o.rows]
             writer.writerow({
                 "fix": name, "status": o.status, "reason": o.reason or "", "steps": o.step,
                 "best_val_ce": o.best, "val_ce": o.rows[-1]["val_ce"],
-                "rho": o.rows[-1]["rho"], "residual": o.rows[-1]["residual"],
+                "rho": o.rows[-1]["rho_max"], "residual": o.rows[-1]["residual_max"],
                 "rho_max": max(rhos), "cleared_wall": o.best < clear_below,
                 "kept_rho_below_1": max(rhos) < 1.0})

@@ -39,9 +39,9 @@ def plot(rows, path, label):
     axes[0].plot(steps, [r["val_ce"] for r in rows], label=f"{label} val")
     axes[0].axhline(ct.BIGRAM_CE, color="gray", ls=":", label="bigram 2.48")
     axes[0].set_ylabel("CE of L(z_T) (nats)")
-    axes[1].semilogy(steps, [r["residual"] for r in rows])
+    axes[1].semilogy(steps, [r["residual_max"] for r in rows])
     axes[1].set_ylabel("residual ||F(z_T)||")
-    axes[2].plot(steps, [r["rho"] for r in rows])
+    axes[2].plot(steps, [r["rho_max"] for r in rows])
     axes[2].axhline(1.0, color="r", ls=":")
     axes[2].set_ylabel("rho(I + dt F_z) at z_T")
     for ax in axes:

@@ -67,11 +67,11 @@ def summarise(outcomes, names, tolerance):
         "ep_status": ep.status, "ep_reason": ep.reason or "",
         "ep_wall_ce": best["val_ce"], "ep_wall_step": best["step"],
         "ep_final_val_ce": final_ep, "ep_steps": ep.step,
-        "bptt_val_ce_at_wall": at["val_ce"], "bptt_rho_at_wall": at["rho"],
-        "ep_rho_at_wall": best["rho"], "ep_rho_final": ep.rows[-1]["rho"],
+        "bptt_val_ce_at_wall": at["val_ce"], "bptt_rho_at_wall": at["rho_max"],
+        "ep_rho_at_wall": best["rho_max"], "ep_rho_final": ep.rows[-1]["rho_max"],
         "bptt_status": bptt.status, "val_ce": bptt.rows[-1]["val_ce"],
-        "best_val_ce": bptt.best, "rho": bptt.rows[-1]["rho"],
-        "residual": bptt.rows[-1]["residual"], "steps": bptt.step,
+        "best_val_ce": bptt.best, "rho": bptt.rows[-1]["rho_max"],
+        "residual": bptt.rows[-1]["residual_max"], "steps": bptt.step,
     }
     if bptt.status != "ok":
         out.update(status="diverged", reason=f"the BPTT reference diverged: {bptt.reason}")
@@ -86,8 +86,8 @@ def plot(rows, path):
         axes[0].plot(steps, [r["val_ce"] for r in rs], color=color, label=f"{name} val")
         axes[0].plot(steps, [r["train_ce"] for r in rs], color=color, ls="--", alpha=0.6,
                      label=f"{name} train")
-        axes[1].semilogy(steps, [r["residual"] for r in rs], color=color, label=name)
-        axes[2].plot(steps, [r["rho"] for r in rs], color=color, label=name)
+        axes[1].semilogy(steps, [r["residual_max"] for r in rs], color=color, label=name)
+        axes[2].plot(steps, [r["rho_max"] for r in rs], color=color, label=name)
     axes[0].axhline(ct.BIGRAM_CE, color="gray", ls=":", label="bigram")
     axes[0].set_ylabel("CE of L(z_T) (nats)")
     axes[1].set_ylabel("residual ||F(z_T)|| (val)")

@@ -4,8 +4,8 @@ The family scales the recurrent weights of a trained model, W → c·W (and
 W_out → c·W_out when untied): the model of an ep-train run's checkpoint
 (``rho.source``; by default the newest matching ep-train run in the run
 store, or one made first with BPTT for ``rho.source_steps`` steps). For each
-c, on the fixed validation batch: ρ(I + ε F_z) at z_T (max over samples), the
-finite-T1 residual mean_i ‖F(z_T)_i‖ and the deployed CE. Since
+c, on the fixed validation batch: ρ(I + ε F_z) at z_T and the finite-T1
+residual ‖F(z_T)_i‖ (both the largest over the samples), and the deployed CE. Since
 F_z = −I + c² Wᵀ D W (tied), ρ grows with c and passes 1 where the relaxation
 stops contracting; ρ^T1 says how much of z_0's error survives T1 steps.
 """
@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from pydantic import Field, model_validator
 
-from flowsim.ep.char_task import deployed_state, spectral_radius
+from flowsim.ep.char_task import deployed_state, per_sample_spectral_radius
 from flowsim.run import Section
 
 from . import char_training as ct
@@ -69,11 +69,12 @@ def run(config, ctx):
     rows = []
     for c in np.linspace(r.c_min, r.c_max, r.points):
         p = scaled(params, float(c))
-        ce, residual, z_t = deployed_state(task, p, xv, yv)
-        rho = spectral_radius(task, p, z_t, xv, config.train.rho_samples)
-        rows.append({"c": float(c), "rho": rho, "residual": float(residual),
+        ce, residuals, z_t = deployed_state(task, p, xv, yv)
+        rho = float(np.max(per_sample_spectral_radius(task, p, z_t, xv)[0]))
+        residual = float(np.max(residuals))
+        rows.append({"c": float(c), "rho": rho, "residual": residual,
                      "val_ce": float(ce), "rho_pow_t1": rho ** source_config.model.t1})
-        ctx.log(f"c={c:.3f} rho={rho:.5f} residual={float(residual):.3g} val_ce={float(ce):.4f}")
+        ctx.log(f"c={c:.3f} rho={rho:.5f} residual={residual:.3g} val_ce={float(ce):.4f}")
     ctx.write_metrics(rows)
     plot(rows, ctx.plot_path("rho_vs_c"), source_config.model.t1)
     crossing = [row["c"] for row in rows if row["rho"] >= 1.0]

@@ -25,7 +25,7 @@ def test_decision_rule(args, verdict):
 
 
 def _rows(ces, rhos):
-    return [{"step": 100 * i, "val_ce": ce, "rho": rho, "residual": 1e-3}
+    return [{"step": 100 * i, "val_ce": ce, "rho_max": rho, "residual_max": 1e-3}
             for i, (ce, rho) in enumerate(zip(ces, rhos))]
 
 
@@ -73,10 +73,10 @@ def test_wall_then_decisive_then_fixes_continue_the_same_trajectory(tmp_path):
     rows = _metrics(dec / "metrics.csv")
     first = [r for r in rows if int(r["step"]) == start][0]
     # the oracle run starts from EP's checkpoint: the same parameters, the same numbers
-    for key in ("val_ce", "train_ce", "residual", "rho"):
+    for key in ("val_ce", "train_ce", "residual_max", "rho_max"):
         assert first[key] == pytest.approx(ep_rows[start][key], rel=1e-12)
     # the summary's inputs of the rule, against the files they come from
-    assert d["rho_max"] == max(r["rho"] for r in rows)
+    assert d["rho_max"] == max(r["rho_max"] for r in rows)
     assert d["best_val_ce"] == min(r["val_ce"] for r in rows)
     assert d["cleared_wall"] == (d["best_val_ce"] < summary["ep_wall_ce"] - 0.02)
     assert d["source_wall"] == summary["wall"]

@@ -55,8 +55,7 @@ def test_unknown_scenario_suggests_the_nearest(capsys):
 
 TINY_TRAIN = ["model.context=4", "model.embed=3", "model.state=8", "model.hidden=8",
               "model.t1=10", "model.dt=0.2", "train.steps=4", "train.batch=8",
-              "train.eval_every=2", "train.checkpoint_every=2", "train.eval_batch=16",
-              "train.rho_samples=2"]
+              "train.eval_every=2", "train.checkpoint_every=2", "train.eval_batch=16"]
 
 
 @needs_data

@@ -133,9 +133,15 @@ def all_samples(problem, z0):
     n = problem.batch_size(z0)
     ok = jnp.ones((n,), bool) if problem.batched else jnp.asarray(True)
     summary = {"result": RESULTS.successful, "failed_samples": jnp.asarray(0, jnp.int32),
-               "sample_results": RESULTS.where(ok, RESULTS.successful, RESULTS.nonfinite),
+               "sample_results": _codes(ok),
                "ok": ok}
     return Phase(z=z0, weights=problem.weights(ok), summary=summary)
+
+
+def _codes(ok):
+    """``successful`` per sample (an Enumeration's ``where`` takes a scalar predicate)."""
+    one = lambda o: RESULTS.where(o, RESULTS.successful, RESULTS.nonfinite)
+    return jax.vmap(one)(ok) if ok.ndim else one(ok)
 
 
 def finish(grads, phase: Phase, loss, residual, matvecs, result=None):

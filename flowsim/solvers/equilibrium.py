@@ -32,6 +32,7 @@ from .._results import RESULTS
 from .._trees import tree_all_finite
 from ..problem import euclidean_norm
 from ._base import AbstractFastSolver
+from .krylov import bicgstab
 from .newton_krylov import NewtonKrylov
 from .relaxation import Relaxation
 
@@ -47,8 +48,8 @@ class EquilibriumSolver(AbstractFastSolver):
         newton_max_steps: Newton iterations per attempt.
         rtol, atol: the residual test ‖F(z*)‖ ≤ atol + rtol‖z_N‖, z_N where Newton
             starts (default ε^{3/4}).
-        forcing: the loosest relative tolerance of Newton's inner GMRES solve.
-        gmres_restart, gmres_max_steps: that GMRES's restart length and cycles.
+        forcing: the loosest relative tolerance of Newton's inner linear solve.
+        linear_solver: that solve's lineax Krylov template (default BiCGStab).
         warm_start: any fast solver to start Newton from instead of the
             relaxation (e.g. a natural-gradient flow to a steady state).
     """
@@ -60,8 +61,8 @@ class EquilibriumSolver(AbstractFastSolver):
     newton_max_steps: int = eqx.field(static=True)
 
     def __init__(self, relax_steps=100, dt=0.1, *, retries=3, retry_relax_steps=500,
-                 newton_max_steps=50, rtol=None, atol=None, forcing=1e-2, gmres_restart=20,
-                 gmres_max_steps=50, warm_start=None):
+                 newton_max_steps=50, rtol=None, atol=None, forcing=0.1, linear_solver=None,
+                 warm_start=None):
         if warm_start is None and relax_steps:
             warm_start = Relaxation(relax_steps, dt)
         self.warm_start = warm_start
@@ -69,8 +70,8 @@ class EquilibriumSolver(AbstractFastSolver):
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be an int >= 0, got {retries!r}")
         self.retries = retries
-        self.newton = NewtonKrylov(rtol=rtol, atol=atol, forcing=forcing, restart=gmres_restart,
-                                   gmres_max_steps=gmres_max_steps)
+        self.newton = NewtonKrylov(rtol=rtol, atol=atol, forcing=forcing,
+                                   linear_solver=bicgstab() if linear_solver is None else linear_solver)
         self.newton_max_steps = newton_max_steps
 
     def solve(self, field, z0, params, x, norm=euclidean_norm):

@@ -1,8 +1,9 @@
 r"""Inexact Newton–Krylov: an optimistix root finder that counts its matrix-vector products.
 
 Each step linearises F at z (``jax.linearize``: F_z is never materialised),
-solves the Newton system F_z δ = −F(z) by ``lineax.GMRES`` to a relative
-tolerance η (the forcing term), and moves z ← z + δ:
+solves the Newton system F_z δ = −F(z) by a lineax Krylov solver
+(:mod:`flowsim.solvers.krylov`, BiCGStab by default) to a relative tolerance η
+(the forcing term), and moves z ← z + δ:
 
     η_k = clip(‖F(z_k)‖ / (1 + ‖z_k‖), η_min, forcing),
 
@@ -20,10 +21,10 @@ defaults are rtol = atol = ε^{3/4} of the state's dtype.
 
 Why not ``optimistix.Newton``: it terminates on the size of the step (a
 Cauchy test), not on the residual, and it does not report how many products
-with F_z its inner GMRES made. This solver lives in optimistix's framework
+with F_z its inner solves made. This solver lives in optimistix's framework
 (``optimistix.root_find`` drives it and returns its state) and reports
-``sol.stats["matvecs"]``: one product per evaluation of F, per Arnoldi
-vector and per residual of lineax's restarted GMRES.
+``sol.stats["matvecs"]``: one product per evaluation of F and per product of
+the inner Krylov solves (:func:`~flowsim.solvers.krylov.products`).
 """
 
 from collections.abc import Callable
@@ -38,17 +39,9 @@ import optimistix as optx
 from .._tolerance import linear_tolerance, residual_tolerance, tree_dtype
 from .._trees import tree_all_finite, tree_norm
 from ..problem import euclidean_norm
+from .krylov import bicgstab, gmres, krylov_solve
 
 DIVERGED = 1e8  # ‖z‖ beyond this many times the start's scale: Newton has left
-
-
-def gmres_matvecs(num_steps, restart: int):
-    """Products with the operator in a lineax GMRES solve of ``num_steps`` restart cycles.
-
-    lineax's first cycle only forms the initial residual (one product); each
-    later cycle builds ``restart`` Arnoldi vectors and one new residual.
-    """
-    return 1 + jnp.maximum(num_steps - 1, 0) * (restart + 1)
 
 
 class _State(eqx.Module):
@@ -65,17 +58,17 @@ class NewtonKrylov(optx.AbstractRootFinder):
     Attributes:
         rtol, atol: the residual test ‖F(z)‖ ≤ atol + rtol‖z_0‖ (default ε^{3/4}).
         norm: ``norm(z, f)``, the norm of the residual (the problem's metric).
-        forcing: the largest GMRES relative tolerance η.
-        restart: GMRES restart length (Krylov vectors per cycle).
-        gmres_max_steps: GMRES restart cycles per Newton step.
+        forcing: the largest relative tolerance η of the inner solve.
+        linear_solver: the lineax Krylov template of the inner solve (BiCGStab).
+        fallback: the template that solves again where it failed (GMRES(5)).
     """
 
     rtol: float | None = None
     atol: float | None = None
     norm: Callable = eqx.field(static=True, default=euclidean_norm)
-    forcing: float = 1e-2
-    restart: int = eqx.field(static=True, default=20)
-    gmres_max_steps: int = eqx.field(static=True, default=50)
+    forcing: float = 0.1
+    linear_solver: lx.AbstractLinearSolver = eqx.field(static=True, default=bicgstab())
+    fallback: lx.AbstractLinearSolver | None = eqx.field(static=True, default=gmres(5, 100))
 
     def tolerances(self, y):
         default = residual_tolerance(tree_dtype(y))
@@ -97,16 +90,11 @@ class NewtonKrylov(optx.AbstractRootFinder):
         dtype = tree_dtype(y)
         floor = linear_tolerance(dtype)
         eta = jnp.clip(tree_norm(f) / (1.0 + tree_norm(y)), floor, self.forcing).astype(dtype)
-        # lineax tests |r_i| ≤ atol + rtol |b_i| entry by entry: an atol on the scale
-        # of the largest entry keeps entries where F is near 0 from stalling it.
-        atol = eta * jnp.max(jnp.asarray([jnp.max(jnp.abs(u)) for u in jax.tree.leaves(f)]))
-        gmres = lx.GMRES(rtol=eta, atol=atol, restart=self.restart,
-                         max_steps=self.gmres_max_steps)
-        sol = lx.linear_solve(operator, f, gmres, throw=False)
-        new_y = jax.tree.map(lambda u, d: u - d, y, sol.value)
+        step, _, products = krylov_solve(self.linear_solver, operator, f, eta, self.fallback)
+        new_y = jax.tree.map(lambda u, d: u - d, y, step)
         new_f, aux = fn(new_y, args)
         f_norm = self.norm(new_y, new_f)
-        matvecs = state.matvecs + 2 + gmres_matvecs(sol.stats["num_steps"], self.restart)
+        matvecs = state.matvecs + 2 + products
         bounded = tree_norm(new_y) <= DIVERGED * (1.0 + state.scale)
         diverged = ~(jnp.isfinite(f_norm) & tree_all_finite(new_y) & bounded)
         return new_y, _State(f=new_f, f_norm=f_norm, scale=state.scale, matvecs=matvecs,
@@ -125,4 +113,4 @@ class NewtonKrylov(optx.AbstractRootFinder):
         return y, aux, {"matvecs": state.matvecs, "residual": state.f_norm}
 
 
-__all__ = ["NewtonKrylov", "gmres_matvecs"]
+__all__ = ["NewtonKrylov"]

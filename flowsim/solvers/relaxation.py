@@ -72,8 +72,14 @@ class Relaxation(AbstractFastSolver):
         steps: the horizon T (an int array; sweepable under one compilation).
         dt: the step size ε.
         max_steps: static bound on ``steps`` (default: ``steps``).
-        adjoint: how diffrax differentiates the loop: exact reverse mode with
-            recursive checkpointing (default) or ``diffrax.ForwardMode()``.
+        adjoint: how diffrax differentiates the loop. Default: exact reverse mode
+            that keeps every step's state (``RecursiveCheckpointAdjoint`` with
+            ``checkpoints = max_steps``): memory O(T dim z) and no recomputation.
+            On benchmarks/bench_implicit_vs_bptt.py (64 × 128, T = 150) BPTT took
+            40 ms with it against 53 ms with diffrax's default (about log T
+            checkpoints, recomputing the rest), and 35 ms as a raw ``lax.fori_loop``.
+            ``diffrax.RecursiveCheckpointAdjoint()`` trades that time for memory;
+            ``diffrax.ForwardMode()`` is forward mode.
     """
 
     steps: jax.Array
@@ -84,7 +90,9 @@ class Relaxation(AbstractFastSolver):
     def __init__(self, steps, dt, *, max_steps=None, adjoint=None):
         self.steps, self.max_steps = horizon(steps, max_steps)
         self.dt = jnp.asarray(dt)
-        self.adjoint = diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
+        if adjoint is None:
+            adjoint = diffrax.RecursiveCheckpointAdjoint(checkpoints=self.max_steps)
+        self.adjoint = adjoint
 
     def final_state(self, field, z0, params, x):
         """z_T alone (what reverse or forward mode differentiates)."""

@@ -2,7 +2,7 @@ r"""When a training run stops with status "diverged", and when a step is skipped
 
 A row (the metrics of θ_k) diverges when
 
-* a metric in ``finite`` is not finite;
+* the monitor, or a metric in ``finite``, is not finite;
 * the ``monitor`` metric exceeds ``factor`` × its best value so far
   (``against = "best"``) or its first value (``"first"``);
 * a limited metric reaches its limit: ``limits = (("rho", 1.0),)`` stops at ρ ≥ 1.
@@ -29,7 +29,7 @@ class Divergence:
     factor: float = 2.0
     against: str = "best"
     limits: tuple = ()
-    finite: tuple = ("train_ce", "val_ce", "residual")
+    finite: tuple = ()
     max_failed_fraction: float = 0.0
     max_skipped_steps: int = 0
 
@@ -39,7 +39,7 @@ class Divergence:
 
     def check(self, row: dict, reference: float) -> str | None:
         """The reason ``row`` diverged (``reference``: the monitor's best or first value), or None."""
-        for key in self.finite:
+        for key in dict.fromkeys((*self.finite, self.monitor)):
             if not math.isfinite(row[key]):
                 return f"non-finite {key} ({row[key]})"
         value = row[self.monitor]
