@@ -56,7 +56,13 @@ class TrainSection(Section):
     rho_krylov: int = Field(20, ge=1, le=4096,
                             description="Arnoldi steps of each sample's rho in the rows")
     diverge_factor: float = Field(2.0, ge=1.0, le=1e6, description="diverged if val CE > factor x best")
-    rho_max: float = Field(1.0, gt=0, description="diverged if rho(I + dt F_z(z_T)) >= rho_max")
+    rho_max: float = Field(1.0, gt=0, description="diverged if the median over the validation "
+                           "samples of rho(I + dt F_z(z_T)) reaches rho_max")
+    max_failed_fraction: float = Field(
+        0.1, ge=0, le=1, description="a step whose solve failed on at most this fraction of "
+        "the batch uses the gradient over the converged samples")
+    max_skipped_steps: int = Field(
+        10, ge=0, description="steps skipped (too many failed samples) before the run stops")
 
     @model_validator(mode="after")
     def _checkpoints_on_rows(self):
@@ -82,6 +88,8 @@ class PenaltySection(Section):
     weight: float = Field(0.0, ge=0, description="lambda of the contraction penalty (0: off)")
     directions: int = Field(1, ge=1, le=4096)
     through_states: bool = False
+    carried: bool = Field(True, description="carry the probe along the relaxation (false: "
+                          "a fresh random direction every step)")
 
 
 class CharBase(StudyConfig):
@@ -120,7 +128,8 @@ def rule(name, config):
     if p.weight > 0:
         penalty = flowsim.ContractionPenalty(p.weight, config.model.t1, config.model.dt,
                                              directions=p.directions,
-                                             through_states=p.through_states)
+                                             through_states=p.through_states,
+                                             carried=p.carried)
         made = flowsim.Penalized(made, penalty)
     return made
 
@@ -137,8 +146,10 @@ def references(config) -> dict:
 def divergence(config) -> train.Divergence:
     t = config.train
     return train.Divergence(monitor="val_ce", factor=t.diverge_factor,
-                            limits=(("rho_max", t.rho_max),),
-                            finite=("train_ce", "val_ce", "residual_max"))
+                            limits=(("rho_median", t.rho_max),),
+                            finite=("train_ce", "val_ce", "residual_max"),
+                            max_failed_fraction=t.max_failed_fraction,
+                            max_skipped_steps=t.max_skipped_steps)
 
 
 def optimizer(config):
@@ -210,6 +221,7 @@ def summary_of(outcome):
            "val_ce": last.get("val_ce", math.nan), "best_val_ce": outcome.best,
            "rho": last.get("rho_max", math.nan), "residual": last.get("residual_max", math.nan),
            "train_ce": last.get("train_ce", math.nan), "skipped_steps": outcome.skipped,
+           "steps_with_failed_samples": outcome.partial,
            "last_checkpoint": -1 if outcome.last_checkpoint is None else outcome.last_checkpoint}
     if outcome.reason:
         out["reason"] = outcome.reason

@@ -79,7 +79,7 @@ def free_energy(config, lambda_obs=None):
 
 
 def qflow(config):
-    """The training Q-flow: to a steady state or to t1."""
+    """q*: the Q-flow (to a steady state or to t1), finished by Newton."""
     return fep.qflow_solver(config.t1, config.qflow_tol, config.steady_tol,
                             config.max_qflow_steps)
 
@@ -94,15 +94,13 @@ def optimizer(config, lr=None):
 
 
 def oracle(config):
-    """The exact gradient of the prediction loss: Newton polishes the Q-flow's q*."""
-    return flowsim.Implicit(equilibrium=flowsim.EquilibriumSolver(relax_steps=0,
-                                                                  warm_start=qflow(config)))
+    """The exact gradient of the prediction loss at the same q* as the P-flow."""
+    return flowsim.Implicit(equilibrium=qflow(config))
 
 
 def rule(config, variant=None, lr=None):
     """The learning rule ``variant`` (default: the config's)."""
-    context = RuleContext(equilibrium=oracle(config).equilibrium, fast_solver=qflow(config),
-                          lr=config.lr if lr is None else lr)
+    context = RuleContext(equilibrium=qflow(config), lr=config.lr if lr is None else lr)
     return build_rule(variant or config.variant, config, context)
 
 
@@ -134,5 +132,6 @@ def trainer(config, fep_task, variant=None):
     return train.Trainer(fep_task, rule(config, variant), optimizer(config), config.seed)
 
 
-__all__ = ["FEPModel", "FEPTraining", "FEPConfig", "RandomTokens", "SyntheticConfig", "free_energy", "qflow", "optimizer", "oracle",
+__all__ = ["FEPModel", "FEPTraining", "FEPConfig", "RandomTokens", "SyntheticConfig",
+           "free_energy", "qflow", "optimizer", "oracle",
            "rule", "init", "random_batch", "keys", "task", "trainer"]

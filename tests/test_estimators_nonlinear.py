@@ -245,3 +245,36 @@ def test_per_sample_equilibria_equal_the_joint_solve(asymmetric):
     assert flowsim.result_name(info["result"]) == "successful"
     assert info["sample_results"]._value.shape == (2,)
     assert float(flowsim.relative_error(grads, joint)) < 1e-10
+
+
+def test_a_hard_sample_is_left_out_and_counted():
+    """dz/dt = x − θ z² per sample: z* = √(x/θ) for x > 0, no equilibrium for x < 0 (the
+    relaxation runs off to −∞). With one such sample in a batch of four, the estimate is
+    the gradient of the mean loss over the three others, in closed form,
+    dℓ/dθ = (z* − y)·(−z*/(2θ)); the failure is counted, not spread."""
+    field = lambda z, theta, x: x - theta * z**2
+    problem = flowsim.Problem(field, lambda z, y: 0.5 * (z - y) ** 2, batched=True)
+    theta = jnp.asarray(0.8)
+    x = jnp.array([0.5, 1.0, -3.0, 2.0])
+    y = jnp.array([0.1, 0.2, 0.3, 0.4])
+    z0 = jnp.ones(4)
+    good = np.array([True, True, False, True])
+    z_star = np.sqrt(np.asarray(x)[good] / 0.8)
+    expected = np.mean((z_star - np.asarray(y)[good]) * (-z_star / (2 * 0.8)))
+    rules = {"implicit": flowsim.Implicit(),
+             "rbp": flowsim.RBP(2000, 0.1),
+             "ep": flowsim.EP(1e-4, 2000, 0.1, True)}
+    for name, rule in rules.items():
+        grads, info = flowsim.gradient(rule, problem, z0, theta, x, y)
+        assert flowsim.result_name(info["result"]) == "samples_failed", name
+        assert int(info["failed_samples"]) == 1
+        codes = [flowsim.result_name(jax.tree.map(lambda v: v[i], info["sample_results"]))
+                 for i in range(4)]
+        assert codes[2] != "successful" and codes[:2] + codes[3:] == ["successful"] * 3
+        assert np.isfinite(float(grads)), name
+        tol = 1e-10 if name == "implicit" else 1e-6
+        assert float(grads) == pytest.approx(expected, rel=tol), name
+    # every sample failed: nothing to estimate, NaN and the failure's code
+    grads, info = flowsim.gradient(flowsim.Implicit(), problem, z0, theta, -x ** 2 - 1, y)
+    assert np.isnan(float(grads)) and int(info["failed_samples"]) == 4
+    assert flowsim.result_name(info["result"]) != "successful"

@@ -141,7 +141,7 @@ def test_pure_fep_overfits_tiny_batch():
     """Seed 001's test at a tiny size, in the one training loop: train CE at q* < 0.05
     and accuracy 1 by -dF/dtheta alone."""
     task, priors = _tiny_task()
-    rule = flowsim.EnergyGradient(task.qflow)
+    rule = flowsim.EnergyGradient(task.fast)
     trainer = train.Trainer(task, rule, optax.sgd(0.1), seed=0)
     outcome = train.fit(trainer, priors, steps=60, eval_every=1, record=lambda r: None,
                         divergence=train.Divergence(monitor="F", factor=100, against="first",
@@ -155,7 +155,7 @@ def test_pure_fep_overfits_tiny_batch():
 def test_fep_resumes_to_the_same_numbers_and_reports_divergence(tmp_path):
     """FEP on the one loop gains checkpoints, resume (bitwise) and divergence."""
     task, priors = _tiny_task()
-    trainer = train.Trainer(task, flowsim.EnergyGradient(task.qflow), optax.sgd(0.1), seed=0)
+    trainer = train.Trainer(task, flowsim.EnergyGradient(task.fast), optax.sgd(0.1), seed=0)
     rule = train.Divergence(monitor="F", factor=100, against="first", finite=("F",))
     full = train.fit(trainer, priors, steps=8, eval_every=2, record=lambda r: None,
                      checkpoint_dir=tmp_path / "full", checkpoint_every=2, divergence=rule)
@@ -166,10 +166,31 @@ def test_fep_resumes_to_the_same_numbers_and_reports_divergence(tmp_path):
                         checkpoint_dir=tmp_path / "part", checkpoint_every=2, divergence=rule)
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_array_equal(a, b)
-    blowup = train.Trainer(task, flowsim.EnergyGradient(task.qflow), optax.sgd(1e3), seed=0)
+    blowup = train.Trainer(task, flowsim.EnergyGradient(task.fast), optax.sgd(1e3), seed=0)
     out = train.fit(blowup, priors, steps=20, eval_every=1, record=lambda r: None,
                     divergence=rule)
     assert out.status == "diverged" and ("F" in out.reason or "unusable" in out.reason)
+
+
+def test_no_p_step_at_an_unconverged_q_star():
+    """The envelope theorem holds at q* only: a fast solve that does not converge (here
+    one Newton step after a flow of t = 0.01) is a failed estimate; the loop keeps θ,
+    counts the step, and stops past ``max_skipped_steps``."""
+    task, priors = _tiny_task()
+    short = flowsim.EquilibriumSolver(relax_steps=0, retries=0, newton_max_steps=1,
+                                      warm_start=fep.qflow_solver(0.01, 1e-5, 1e-6, 100).warm_start)
+    rule = flowsim.EnergyGradient(short)
+    _, info = flowsim.gradient(rule, task.problem, task.initial_state(priors, task.train_batch[0]),
+                               priors, *task.train_batch)
+    assert flowsim.result_name(info["result"]) == "equilibrium_failed"
+    trainer = train.Trainer(task, rule, optax.sgd(0.1), seed=0)
+    out = train.fit(trainer, priors, steps=10, eval_every=1, record=lambda r: None,
+                    divergence=train.Divergence(monitor="F", factor=100, against="first",
+                                                max_skipped_steps=2))
+    assert out.status == "diverged" and out.skipped == 3 and out.step == 2
+    assert "equilibrium_failed" in out.reason
+    for a, b in zip(jax.tree.leaves(out.params), jax.tree.leaves(priors)):
+        np.testing.assert_array_equal(a, b)  # no P-step was taken
 
 
 def test_hybrid_update_follows_seed_rules(problem):

@@ -17,6 +17,13 @@ with x = (tokens, targets): the targets are the clamped observations of F (the
 tokens only set the initial beliefs). It is a Module whose leaves are F's
 weights, so a sweep can vmap over them. The engine's
 :class:`flowsim.SteadyState` integrates it.
+
+Its convergence is measured in the metric of the flow (:func:`fisher_norm`),
+
+    ‖dz/dt‖_G² = (dz/dt)ᵀ G (dz/dt) = Σ (dμ/dt)²/σ² + 2 Σ (d log σ/dt)²,
+
+which equals ∇Fᵀ G⁻¹ ∇F, the rate at which F decreases: a belief with a
+small σ is not declared converged while its mean still moves by many σ.
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ def natural_gradient(fe: FreeEnergy, z, priors, targets):
     g_mu, g_s = jax.grad(fe)(z, priors, targets)
     _, log_sigma = z
     return (-jnp.exp(2.0 * log_sigma) * g_mu, -0.5 * g_s)
+
+
+def fisher_norm(z, f):
+    """‖f‖_G for a tangent f = (f_mu, f_log_sigma) at beliefs z = (mu, log_sigma)."""
+    _, log_sigma = z
+    f_mu, f_log_sigma = f
+    return jnp.sqrt(jnp.sum(jnp.exp(-2.0 * log_sigma) * f_mu**2) + 2.0 * jnp.sum(f_log_sigma**2))
 
 
 class QFlowField(eqx.Module):
@@ -63,4 +77,4 @@ class PredictionLoss(eqx.Module):
         return fe.lambda_obs * fe.reduce_ce(fe.ce_per_position(z, priors, y))
 
 
-__all__ = ["natural_gradient", "QFlowField", "FreeEnergyOfInputs", "PredictionLoss"]
+__all__ = ["natural_gradient", "fisher_norm", "QFlowField", "FreeEnergyOfInputs", "PredictionLoss"]

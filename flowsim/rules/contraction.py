@@ -1,22 +1,31 @@
 r"""The contraction penalty (seed 002's homeostat), estimated with JVPs.
 
 Along the deployed relaxation z_0, …, z_{T−1} of Φ(z) = z + ε F(z), with K
-random directions v_{t,k} ~ N(0, I) per step,
+probe directions v_{t,k},
 
     R(θ) = (1/K) Σ_k Σ_{t<T} log( ‖Φ_z(z_t) v_{t,k}‖ / ‖v_{t,k}‖ ),
     Φ_z v = v + ε F_z(z_t) v          (one JVP of the field).
 
-R is a Monte-Carlo estimate of the sum of the log stretch rates of the
-relaxation: it grows toward 0 as ρ(Φ_z) → 1. Adding λ ∇_θ R to any rule's
-gradient (:class:`flowsim.Penalized`) pushes the dynamics to keep
-contracting. Norms are taken over the whole state pytree (for a batch of
-states, one norm over the batch).
+How the probes are drawn decides what R measures:
 
-``through_states=False`` (default) holds the states z_t fixed and
-differentiates only the explicit θ-dependence of F_z: the local rule a
-physical system could apply with a second nearby trajectory. With
-``through_states=True`` the gradient also flows through z_t(θ) (reverse mode
-through the relaxation), the exact gradient of R.
+* carried (default): v_{t+1} = Φ_z(z_t) v_t / ‖Φ_z(z_t) v_t‖ from a random v_0,
+  the way a largest Lyapunov exponent is estimated: the probe turns toward
+  the least contracting direction, so R → Σ_t log ρ(Φ_z(z_t)) and a single
+  mode with ρ → 1 dominates it, and its gradient;
+* random (``carried=False``): a fresh v_{t,k} ~ N(0, I) at every step: R is
+  the mean log stretch of the bulk of the spectrum, to which one marginal mode
+  among n contributes O(1/n).
+
+Adding λ ∇_θ R to any rule's gradient (:class:`flowsim.Penalized`) pushes the
+dynamics to keep contracting. Norms are taken over the whole state pytree (for
+a batch of states, one norm over the batch: the probe finds the least
+contracting direction of any sample).
+
+``through_states=False`` (default) holds the states z_t (and the carried
+probes) fixed and differentiates only the explicit θ-dependence of F_z: the
+local rule a physical system could apply with a second nearby trajectory.
+With ``through_states=True`` the gradient also flows through z_t(θ) (reverse
+mode through the relaxation).
 """
 
 import equinox as eqx
@@ -35,6 +44,7 @@ class ContractionPenalty(eqx.Module):
     dt: float
     directions: int = eqx.field(static=True, default=1)
     through_states: bool = eqx.field(static=True, default=False)
+    carried: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self):
         if self.directions < 1 or self.steps < 1:
@@ -51,17 +61,30 @@ class ContractionPenalty(eqx.Module):
         first = jax.tree.map(lambda u: u[0], states)
         flat0, unravel = ravel_pytree(first)
         flat_states = jax.vmap(lambda s: ravel_pytree(s)[0])(states)
-        directions = jax.random.normal(key, (self.steps, self.directions, flat0.size),
+
+        def stretched(z_flat, v):
+            f = lambda u: ravel_pytree(field(unravel(u), params, x))[0]
+            return v + self.dt * jax.jvp(f, (z_flat,), (v,))[1]
+
+        if self.carried:
+            v0 = jax.random.normal(key, (self.directions, flat0.size), flat0.dtype)
+            v0 = v0 / jnp.linalg.norm(v0, axis=1, keepdims=True)
+
+            def step(v, z_flat):
+                w = jax.vmap(lambda u: stretched(z_flat, u))(v)
+                norms = jnp.linalg.norm(w, axis=1)
+                return jax.lax.stop_gradient(w / norms[:, None]), jnp.log(norms)
+
+            _, logs = jax.lax.scan(step, v0, flat_states)
+        else:
+            probes = jax.random.normal(key, (self.steps, self.directions, flat0.size),
                                        flat0.dtype)
 
-        def log_ratio(z_flat, v):
-            f = lambda u: ravel_pytree(field(unravel(u), params, x))[0]
-            _, jv = jax.jvp(f, (z_flat,), (v,))
-            return jnp.log(jnp.linalg.norm(v + self.dt * jv)) - jnp.log(jnp.linalg.norm(v))
+            def ratio(z_flat, v):
+                return jnp.log(jnp.linalg.norm(stretched(z_flat, v))) - jnp.log(jnp.linalg.norm(v))
 
-        per_step = jax.vmap(lambda z, vs: jax.vmap(lambda v: log_ratio(z, v))(vs))(
-            flat_states, directions)
-        return jnp.sum(jnp.mean(per_step, axis=1))
+            logs = jax.vmap(lambda z, vs: jax.vmap(lambda v: ratio(z, v))(vs))(flat_states, probes)
+        return jnp.sum(jnp.mean(logs, axis=1))
 
     def value(self, field, z0, params, x, key):
         """R(θ) (without the weight λ) for the field ``field`` (a batch is one state)."""

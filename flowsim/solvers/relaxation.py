@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from .._results import RESULTS
+from .._tolerance import tree_dtype
 from .._trees import tree_all_finite
 from ..problem import euclidean_norm
 from ._base import AbstractFastSolver
@@ -51,11 +52,14 @@ def _scaled_term(field, params, x, dt):
 
 
 def _euler(field, z0, params, x, steps, dt, max_steps, adjoint, saveat):
+    # Time in the state's own precision: a float64 time would promote a float32
+    # state at the first step (step counts are exact in float32 up to 2**24).
+    time_dtype = tree_dtype(z0)
     return diffrax.diffeqsolve(
         _scaled_term(field, params, x, dt),
         diffrax.Euler(),
-        t0=0.0,
-        t1=jnp.asarray(steps, dtype=float),
+        t0=jnp.zeros((), time_dtype),
+        t1=jnp.asarray(steps).astype(time_dtype),
         dt0=1.0,
         y0=z0,
         saveat=saveat,
@@ -142,7 +146,7 @@ def relax_trajectory(field, z0, params, x, *, steps, dt):
     """All states z_0, …, z_T of the Euler relaxation (leading axis of length T+1)."""
     steps = check_steps(steps)
     sol = _euler(field, z0, params, x, steps, dt, steps, diffrax.RecursiveCheckpointAdjoint(),
-                 diffrax.SaveAt(ts=jnp.arange(steps + 1, dtype=float)))
+                 diffrax.SaveAt(ts=jnp.arange(steps + 1, dtype=tree_dtype(z0))))
     return sol.ys
 
 

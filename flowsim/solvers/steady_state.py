@@ -70,15 +70,18 @@ class SteadyState(AbstractFastSolver):
     solver: diffrax.AbstractSolver = diffrax.Tsit5()
 
     def _solve(self, field, z0, params, x, norm, saveat):
-        default = eps(tree_dtype(z0)) ** 0.5
+        dtype = tree_dtype(z0)  # times in the state's precision: float64 would promote float32
+        default = eps(dtype) ** 0.5
         pick = lambda value: default if value is None else value
         term = diffrax.ODETerm(lambda t, z, args: field(z, params, x))
         event = None
         if self.stop_at_steady:
             tol = pick(self.steady_tol)
             event = diffrax.Event(lambda t, z, args, **kw: norm(z, field(z, params, x)) < tol)
+        as_time = lambda t: jnp.asarray(t).astype(dtype)
         return diffrax.diffeqsolve(
-            term, self.solver, t0=0.0, t1=self.t_final, dt0=self.dt0, y0=z0, saveat=saveat,
+            term, self.solver, t0=as_time(0.0), t1=as_time(self.t_final), dt0=as_time(self.dt0),
+            y0=z0, saveat=saveat,
             stepsize_controller=diffrax.PIDController(rtol=pick(self.rtol), atol=pick(self.atol)),
             event=event, max_steps=self.max_steps, throw=False,
         )

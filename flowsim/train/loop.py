@@ -50,6 +50,7 @@ class Outcome:
     params: object = None
     skipped: int = 0  # steps whose gradient was not applied
     stopped: bool = False  # ended early by ``stop``
+    partial: int = 0  # steps applied with the gradient over the converged samples only
 
 
 def fit(trainer: Trainer, params, *, steps: int, eval_every: int,
@@ -82,7 +83,7 @@ def fit(trainer: Trainer, params, *, steps: int, eval_every: int,
         raise ValueError("checkpoint_every must be a multiple of eval_every")
     references = dict(references or {})
     opt_state = trainer.init_opt_state(params) if opt_state is None else opt_state
-    start, best, last_ckpt, resumed_at, skipped = start_step, math.inf, None, None, 0
+    start, best, last_ckpt, resumed_at, skipped, partial = start_step, math.inf, None, None, 0, 0
     rows = list(rows or [])
     if resume and checkpoint_dir is not None and ckpt.latest(checkpoint_dir) is not None:
         last_ckpt = ckpt.latest(checkpoint_dir)
@@ -90,7 +91,7 @@ def fit(trainer: Trainer, params, *, steps: int, eval_every: int,
                                               expected_hash=config_hash)
         # Row ``last_ckpt`` is on record already; redo its gradient, then update.
         start, best, resumed_at = last_ckpt, float(meta["best"]), last_ckpt
-        skipped = int(meta.get("skipped", 0))
+        skipped, partial = int(meta.get("skipped", 0)), int(meta.get("partial", 0))
         log(f"resumed from checkpoint at step {last_ckpt}")
     t0 = time.perf_counter()
     k = start
@@ -98,12 +99,17 @@ def fit(trainer: Trainer, params, *, steps: int, eval_every: int,
         grads, info = trainer.gradient(params, k)
         # The last step's gradient only fills its row: it is never applied.
         usable, why = divergence.usable(info) if k < steps else (True, "")
+        if usable and k < steps and int(info["failed_samples"]) > 0:
+            partial += 1
+            log(f"step {k}: {int(info['failed_samples'])} samples failed; the gradient is over "
+                "the others")
         if not usable:
             skipped += 1
             log(f"step {k}: gradient not applied ({why})")
             if skipped > divergence.max_skipped_steps:
                 reason = f"unusable gradient at step {k} ({why})"
-                return Outcome("diverged", k, rows, best, reason, last_ckpt, params, skipped)
+                return Outcome("diverged", k, rows, best, reason, last_ckpt, params, skipped,
+                               partial=partial)
         if (k % eval_every == 0 or k == steps) and k != resumed_at:
             row = _row(trainer, params, grads, info, k,
                        oracle if k % oracle_every == 0 else None, references,
@@ -118,23 +124,25 @@ def fit(trainer: Trainer, params, *, steps: int, eval_every: int,
             if reason is not None:
                 log(f"diverged: {reason} at step {k}")
                 return Outcome("diverged", k, rows, best, f"{reason} at step {k}", last_ckpt,
-                               params, skipped)
+                               params, skipped, partial=partial)
             if divergence.against == "best":
                 best = min(best, row[divergence.monitor])
             done = stop is not None and stop(row)
             if checkpoint_dir is not None and (
                     k == steps or done or (checkpoint_every and k % checkpoint_every == 0)):
                 ckpt.save(checkpoint_dir, k, (params, opt_state),
-                          {"config_hash": config_hash, "best": best, "skipped": skipped})
+                          {"config_hash": config_hash, "best": best, "skipped": skipped,
+                           "partial": partial})
                 last_ckpt = k
             if done:
-                return Outcome("ok", k, rows, best, None, last_ckpt, params, skipped, True)
+                return Outcome("ok", k, rows, best, None, last_ckpt, params, skipped, True,
+                               partial)
         if k == steps:
             break
         if usable:
             params, opt_state = trainer.update(params, opt_state, grads)
         k += 1
-    return Outcome("ok", steps, rows, best, None, last_ckpt, params, skipped)
+    return Outcome("ok", steps, rows, best, None, last_ckpt, params, skipped, partial=partial)
 
 
 def _fmt(value):
