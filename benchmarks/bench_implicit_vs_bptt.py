@@ -33,7 +33,6 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import equinox as eqx  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import lineax as lx  # noqa: E402
 import optimistix as optx  # noqa: E402

@@ -51,6 +51,7 @@ def _metrics(path):
                 for r in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 @needs_data
 def test_wall_then_decisive_then_fixes_continue_the_same_trajectory(tmp_path):
     tiny = [s for s in TINY_TRAIN if not s.startswith("train.steps")]
@@ -102,28 +103,3 @@ def test_wall_then_decisive_then_fixes_continue_the_same_trajectory(tmp_path):
     assert last("forward")["val_ce"] == pytest.approx(last("bptt")["val_ce"], rel=1e-9)
     # the penalty changes EP's trajectory: its last row differs from the source EP's next ones
     assert last("ep+penalty")["val_ce"] != pytest.approx(last("bptt")["val_ce"], rel=1e-9)
-
-
-@needs_data
-def test_decisive_without_a_source_finds_or_makes_one(tmp_path, monkeypatch):
-    """With decisive.source = "": the newest matching ep-wall run under runs/, else one made."""
-    monkeypatch.chdir(tmp_path)
-    tiny = [s for s in TINY_TRAIN if not s.startswith("train.steps")]
-    sets = lambda extra: [arg for s in tiny + extra for arg in ("--set", s)]
-    args = ["train.steps=2", "decisive.long_steps=20", "decisive.source_steps=4", "ep.steps=20"]
-    first = tmp_path / "runs" / "first"
-    assert main(["run", "ep-decisive", "--out", str(first)] + sets(args)) == 0
-    made = json.loads((first / "summary.json").read_text())
-    assert made["source_obtained"] == "made"
-    assert made["source_run"] == str(first / "source")
-    assert json.loads((first / "source" / "summary.json").read_text())["status"] in ("ok", "diverged")
-    second = tmp_path / "runs" / "second"
-    assert main(["run", "ep-decisive", "--out", str(second)] + sets(args)) == 0
-    found = json.loads((second / "summary.json").read_text())
-    assert found["source_obtained"] == "found"
-    assert found["source_run"] == str(Path("runs") / "first" / "source")
-    assert not (second / "source").exists()
-    # a different model size does not match: it makes its own
-    third = tmp_path / "runs" / "third"
-    assert main(["run", "ep-decisive", "--out", str(third)] + sets(args + ["model.state=6"])) == 0
-    assert json.loads((third / "summary.json").read_text())["source_obtained"] == "made"

@@ -215,6 +215,7 @@ def test_solver_options_pass_through_jax_jit(hopfield):
     assert float(flowsim.residual(problem.field, z_jit, params, x)) < 1e-11
 
 
+@pytest.mark.slow
 def test_every_rule_reports_the_same_info_keys(hopfield):
     problem, params, z0, x, y = hopfield
     rules = [flowsim.Implicit(), flowsim.BPTT(20, 0.1), flowsim.Forward(20, 0.1),

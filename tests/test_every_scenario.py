@@ -46,6 +46,7 @@ def _data_available():
     return (Path(os.environ.get("FLOWSIM_DATA", "")) / shakespeare.FILENAME).is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_scenario_runs_and_completes_ok(name, tmp_path, monkeypatch):
     if "data" in load_scenario(name).needs and not _data_available():
@@ -65,3 +66,26 @@ def test_scenario_runs_and_completes_ok(name, tmp_path, monkeypatch):
         assert summary["target_met"] is False and summary["steps"] == 3
     if name in ("ep-decisive", "ep-fixes", "rho-vs-c"):
         assert summary["source_obtained"] == "made"
+        assert summary["source_run"] == str(out / "source")
+    if name == "ep-decisive":
+        _the_made_source_is_found_next_time(argv, out, tmp_path)
+
+
+def _the_made_source_is_found_next_time(argv, first, tmp_path):
+    """With decisive.source = "", the newest matching run under runs/ is used; a run at
+    another model size does not match."""
+    from flowsim.run.runs import read_config
+    from flowsim.studies import ep_source
+
+    moved = tmp_path / "runs" / "first"
+    moved.parent.mkdir()
+    first.rename(moved)  # into the run store
+    second = tmp_path / "second"
+    assert main(argv[:3] + [str(second)] + argv[4:]) == 0
+    found = json.loads((second / "summary.json").read_text())
+    assert found["source_obtained"] == "found" and not (second / "source").exists()
+    assert found["source_run"] == str(Path("runs") / "first" / "source")
+    config = read_config(second)
+    assert ep_source.matches(moved / "source", config, "ep")
+    other = config.model_copy(update={"model": config.model.model_copy(update={"state": 6})})
+    assert not ep_source.matches(moved / "source", other, "ep")

@@ -95,6 +95,7 @@ def test_envelope_theorem(problem, trajectory):
     np.testing.assert_allclose(_dot(signal, direction), fd, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_oracle_of_the_prediction_loss_against_finite_differences(problem, trajectory):
     """The oracle dCE(q*(θ))/dθ through the Q-flow field: λ ≠ 0 here (CE is not F), so
     the adjoint solve does real work; checked against central differences of CE(q*)."""
@@ -137,6 +138,7 @@ def _tiny_task(seed=4, V=5, N=3, K=3, B=2):
     return task, priors
 
 
+@pytest.mark.slow
 def test_pure_fep_overfits_tiny_batch():
     """Seed 001's test at a tiny size, in the one training loop: train CE at q* < 0.05
     and accuracy 1 by -dF/dtheta alone."""

@@ -7,6 +7,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -34,6 +36,7 @@ def test_every_package_directory_is_in_the_package_list():
     assert {"flowsim.studies", "flowsim.scenarios"} <= listed
 
 
+@pytest.mark.slow
 def test_pip_install_ships_scenarios_and_studies_and_no_generic_names(tmp_path):
     """`pip install .` (not editable): scenarios and studies inside flowsim, run from elsewhere."""
     site = tmp_path / "site"

@@ -58,6 +58,7 @@ TINY_TRAIN = ["model.context=4", "model.embed=3", "model.state=8", "model.hidden
               "train.eval_every=2", "train.checkpoint_every=2", "train.eval_batch=16"]
 
 
+@pytest.mark.slow
 @needs_data
 def test_resume_through_the_cli_continues_to_the_same_numbers(tmp_path):
     def run(out):

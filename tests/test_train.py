@@ -188,6 +188,7 @@ def test_divergence_rules():
         train.Divergence(against="last")
 
 
+@pytest.mark.slow
 def test_cosines_are_against_an_independent_oracle(setup):
     """The loop's cosines equal the ones computed here from flowsim.gradient directly."""
     config = tiny()
@@ -252,6 +253,7 @@ def test_encoded_input_gives_the_same_gradient(setup, bptt):
     assert float(jnp.abs(g_split.U).max()) > 1e-4  # the encoder's part is there
 
 
+@pytest.mark.slow
 def test_float32_training_stays_float32_and_records_the_equilibrium_loss(tmp_path):
     """dtype=float32: parameters, states and updates stay float32; the per-sample
     equilibria reach their float32 tolerance (ε^{3/4}), so val_ce_star is a number;

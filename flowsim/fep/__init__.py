@@ -17,8 +17,17 @@ from .free_energy import CE_REDUCTIONS, FreeEnergy, Priors, init_beliefs, init_p
 from .hybrid import HybridRule, hybrid_update
 from .kl import kl, kl_log_sigma, kl_logits
 from .qflow import FreeEnergyOfInputs, PredictionLoss, QFlowField, natural_gradient
-from .task import (FEPTask, FixedBatch, TextWindows, clamped, fep_problem, initial_beliefs,
-                   predict_solver, prediction, qflow_solver)
+from .task import (
+    FEPTask,
+    FixedBatch,
+    TextWindows,
+    clamped,
+    fep_problem,
+    initial_beliefs,
+    predict_solver,
+    prediction,
+    qflow_solver,
+)
 from .transport import AbstractTransport, GaugeTransport, IdentityTransport
 
 __all__ = ["free_energy_metrics", "prediction_metrics", "term_gradient_norms", "CE_REDUCTIONS",

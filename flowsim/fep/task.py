@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 
+from .._results import RESULTS
 from ..data import shakespeare
 from ..problem import ParametrisedLoss, Problem
-from .._results import RESULTS
 from ..solvers import AbstractFastSolver, EquilibriumSolver, SteadyState, solve
 from ..train import AbstractTask
 from .diagnostics import free_energy_metrics, prediction_metrics, term_gradient_norms

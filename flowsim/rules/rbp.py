@@ -11,7 +11,14 @@ import jax
 
 from .._trees import tree_add
 from ..solvers import EquilibriumSolver, Relaxation
-from ._base import AbstractHorizonRule, fast_phase, finish, loss_gradients, vjp_params, vjp_state
+from ._base import (
+    AbstractHorizonRule,
+    fast_phase,
+    finish,
+    loss_gradients,
+    vjp_params,
+    vjp_state,
+)
 
 
 class RBP(AbstractHorizonRule):

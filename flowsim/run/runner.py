@@ -20,7 +20,14 @@ from pathlib import Path
 from types import ModuleType
 
 from flowsim.run import store
-from flowsim.run.config import BadInput, StudyConfig, flatten, merge, parse_overrides, resolve
+from flowsim.run.config import (
+    BadInput,
+    StudyConfig,
+    flatten,
+    merge,
+    parse_overrides,
+    resolve,
+)
 from flowsim.run.env import environment
 from flowsim.run.scenario import Scenario, import_study, load_scenario
 from flowsim.run.toml_writer import dumps
@@ -121,7 +128,8 @@ def execute(run: PreparedRun, command: list[str], resume: bool = False) -> int:
     store.write_json_atomic(directory / store.SUMMARY, {"status": "running", "scenario": run.scenario.name})
 
     ctx = store.RunContext(directory, run.config.seed)
-    ctx.log(f"{' '.join(command)}: {'resumed' if resume else 'started'} in {directory}")
+    ctx.log(f"{' '.join(command)}: {'resumed' if resume else 'started'} in {directory}",
+            echo=False)
     start = time.perf_counter()
     try:
         summary = _summary_from(run.study.run(run.config, ctx))

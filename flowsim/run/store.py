@@ -119,9 +119,11 @@ class RunContext:
         """Wrap ``iterable`` in a progress bar on stderr (hidden when stderr is not a terminal)."""
         return tqdm(iterable, total=total, desc=desc, file=sys.stderr, disable=None, dynamic_ncols=True)
 
-    def log(self, message: str) -> None:
-        """Print ``message`` on stderr (without breaking a progress bar) and append it to log.txt."""
-        tqdm.write(message, file=sys.stderr)
+    def log(self, message: str, echo: bool = True) -> None:
+        """Append ``message`` to log.txt and, with ``echo``, print it on stderr (without
+        breaking a progress bar)."""
+        if echo:
+            tqdm.write(message, file=sys.stderr)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         with (self.dir / LOG).open("a") as file:
             file.write(f"{stamp} {message}\n")

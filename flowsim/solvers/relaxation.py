@@ -89,7 +89,8 @@ class Relaxation(AbstractFastSolver):
     steps: jax.Array
     dt: jax.Array
     max_steps: int = eqx.field(static=True)
-    adjoint: diffrax.AbstractAdjoint
+    # static: its checkpoint count decides the loop's structure (and passes jax.jit)
+    adjoint: diffrax.AbstractAdjoint = eqx.field(static=True)
 
     def __init__(self, steps, dt, *, max_steps=None, adjoint=None):
         self.steps, self.max_steps = horizon(steps, max_steps)
