@@ -32,11 +32,11 @@ from flowsim.run.runs import read_summary
 
 from . import char_training as ct
 from . import ep_wall
-from .ep_source import source_run
+from .ep_source import SourceRun, source_run
 
 
 class DecisiveSection(Section):
-    source: str = Field("", description="an ep-wall run directory; '': found or made")
+    source: SourceRun = Field("", description="an ep-wall run directory; '': found or made")
     source_subdir: Literal["hep", "ep", "rbp", "implicit"] = Field("ep", description="its EP run")
     source_step: int = Field(-1, ge=-1, description="-1: the last checkpoint at or before ep_wall_step")
     source_steps: int = Field(400, ge=1, le=10**7, description="steps of an ep-wall run made here")

@@ -8,10 +8,25 @@ and dtype, with the checkpoints needed); when there is none, one is made in
 """
 
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import AfterValidator
+
+from flowsim.run import store
 from flowsim.run.runs import find_run, make_run, read_config
 
 from . import char_training as ct
+
+
+def _a_run_or_empty(path: str) -> str:
+    if path and not (Path(path) / store.CONFIG).is_file():
+        raise ValueError(f"{path!r} is not a run directory (no {store.CONFIG}); "
+                         "give a run's directory, or '' to find or make one")
+    return path
+
+
+# A config key naming an earlier run: checked up front, before the run starts.
+SourceRun = Annotated[str, AfterValidator(_a_run_or_empty)]
 
 
 def matches(run_dir, config, subdir) -> bool:

@@ -12,6 +12,8 @@ F_z = −I + c² Wᵀ D W (tied), ρ grows with c and passes 1 where the relaxat
 stops contracting; ρ^T1 says how much of z_0's error survives T1 steps.
 """
 
+from typing import Literal
+
 import equinox as eqx
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,18 +21,20 @@ from pydantic import Field, model_validator
 
 from flowsim.ep.char_task import deployed_state, per_sample_spectral_radius
 from flowsim.run import Section
+from flowsim.run.registry import rule_names
 
 from . import char_training as ct
 from . import ep_train
-from .ep_source import source_run
+from .ep_source import SourceRun, source_run
 
 
 class RhoSection(Section):
     c_min: float = Field(0.25, gt=0)
     c_max: float = Field(3.0, gt=0)
     points: int = Field(12, ge=2, le=10**5)
-    source: str = Field("", description="an ep-train run directory; '': found or made")
-    source_subdir: str = Field("", description="its checkpoint folder (e.g. 'hep' of ep-wall)")
+    source: SourceRun = Field("", description="an ep-train run directory; '': found or made")
+    source_subdir: Literal[("",) + rule_names("equilibrium")] = Field(
+        "", description="its checkpoint folder: '' for ep-train, a rule's name for ep-wall")
     source_step: int = Field(-1, ge=-1, description="-1: the last checkpoint")
     source_steps: int = Field(300, ge=1, le=10**7, description="steps of an ep-train run made here")
 
