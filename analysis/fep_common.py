@@ -38,6 +38,9 @@ class FEPModel(StudyConfig):
     qflow_tol: float = Field(1e-5, gt=0, description="rtol = atol of the Q-flow integration")
     steady_tol: float = Field(1e-6, gt=0, description="steady state: |dz/dt|_2 < steady_tol")
     max_qflow_steps: int = Field(4096, ge=1, le=10**7)
+    newton_max_steps: int = Field(20, ge=1, le=10**4, description="Newton iterations after the Q-flow")
+    krylov_max_steps: int = Field(100, ge=1, le=10**6,
+                                  description="BiCGStab steps per Newton iteration")
     predict_time: float = Field(1.0, ge=0, description="Q-flow time of a prediction (targets unseen)")
 
 
@@ -81,7 +84,8 @@ def free_energy(config, lambda_obs=None):
 def qflow(config):
     """q*: the Q-flow (to a steady state or to t1), finished by Newton."""
     return fep.qflow_solver(config.t1, config.qflow_tol, config.steady_tol,
-                            config.max_qflow_steps)
+                            config.max_qflow_steps, newton_max_steps=config.newton_max_steps,
+                            krylov_max_steps=config.krylov_max_steps)
 
 
 def optimizer(config, lr=None):

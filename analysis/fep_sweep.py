@@ -74,7 +74,8 @@ def run(config, ctx):
             rows.append({"lr": lr, "lambda_obs": lam, "train_ce": out["train_ce"][a, b],
                          "train_acc": out["train_acc"][a, b], "pred_ce": out["pred_ce"][a, b],
                          "pred_acc": out["pred_acc"][a, b],
-                         "skipped_steps": out["skipped_steps"][a, b]})
+                         "skipped_steps": out["skipped_steps"][a, b],
+                         "qflow_converged": bool(out["qflow_converged"][a, b])})
     ctx.write_metrics(rows)
     plot(lrs, lams, out, ctx.plot_path("final_ce"))
     ce = out["train_ce"]
@@ -83,7 +84,10 @@ def run(config, ctx):
     summary = {"variant": config.variant, "grid": f"{len(lrs)}x{len(lams)}",
                "best_train_ce": ce[best], "best_lr": lrs[best[0]], "best_lambda_obs": lams[best[1]],
                "worst_train_ce": np.nanmax(ce) if finite.any() else float("nan"),
-               "n_reached_0.05": int(np.sum((ce < 0.05) & (out["train_acc"] == 1.0))),
+               # a cell counts only where its final q* converged (its CE is at a q*)
+               "n_reached_0.05": int(np.sum((ce < 0.05) & (out["train_acc"] == 1.0)
+                                            & out["qflow_converged"])),
+               "n_unconverged": int(np.sum(~out["qflow_converged"])),
                "n_nonfinite": int(np.sum(~finite)), "steps": config.steps}
     if not finite.any():
         summary.update(status="diverged", reason="every grid point non-finite")

@@ -6,7 +6,7 @@
     flowsim resume DIR
 
 Exit codes: 0 ok, 1 failed, 2 bad input (one ``flowsim: error: ...`` line on
-stderr and no run directory), 3 diverged, 130 interrupted.
+stderr and no run directory), 3 diverged, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 import argparse

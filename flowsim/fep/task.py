@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 
 from .._results import RESULTS
 from ..data import shakespeare
 from ..problem import ParametrisedLoss, Problem
 from ..solvers import AbstractFastSolver, EquilibriumSolver, SteadyState, solve
+from ..solvers.krylov import bicgstab
 from ..train import AbstractTask
 from .diagnostics import free_energy_metrics, prediction_metrics, term_gradient_norms
 from .free_energy import FreeEnergy, init_beliefs
@@ -115,11 +117,16 @@ def _metrics(task: FEPTask, params):
     if task.val_batch is not None:
         (tokens, targets), _ = task.val_batch
         out.update(prediction(task, params, tokens, targets, "val"))
-        out["val_clamped_ce"] = clamped(task, params, tokens, targets, "c")[0]["c_ce"]
+        metrics, _, info = clamped(task, params, tokens, targets, "c")
+        converged = info["result"] == RESULTS.successful
+        # a CE at a q* that did not converge is no CE at q*: NaN, with the flag beside it
+        out["val_clamped_ce"] = jnp.where(converged, metrics["c_ce"], jnp.nan)
+        out["val_clamped_converged"] = converged
     return out
 
 
-def qflow_solver(t1, tol, steady_tol, max_steps) -> EquilibriumSolver:
+def qflow_solver(t1, tol, steady_tol, max_steps, *, newton_max_steps=20,
+                 krylov_max_steps=100) -> EquilibriumSolver:
     """q*: the Q-flow to ‖dz/dt‖_G < steady_tol or to t1, then Newton to the equilibrium.
 
     The flow alone slows down near q* (its slow modes), and a P-step at an
@@ -127,11 +134,17 @@ def qflow_solver(t1, tol, steady_tol, max_steps) -> EquilibriumSolver:
     finishes the solve (to ε^{3/4} in the Fisher metric), started from where the
     flow stopped, and a failure is the solve's result code (the loop then skips
     the P-step). No retries: a further Euler relaxation of the stiff Q-flow
-    would not help.
+    would not help. From a steady Q-flow Newton needs a few iterations and short
+    Krylov solves; the budgets (``newton_max_steps`` iterations of at most
+    ``krylov_max_steps`` BiCGStab steps) bound
+    what a q* that does not converge costs, which matters under ``vmap`` (a
+    sweep), where every lane waits for the slowest.
     """
     flow = SteadyState(t_final=t1, rtol=tol, atol=tol, steady_tol=steady_tol, dt0=0.01,
                        max_steps=max_steps, require_steady=False)
-    return EquilibriumSolver(relax_steps=0, retries=0, warm_start=flow)
+    return EquilibriumSolver(relax_steps=0, retries=0, warm_start=flow,
+                             newton_max_steps=newton_max_steps,
+                             linear_solver=bicgstab(max_steps=krylov_max_steps))
 
 
 def predict_solver(time, tol, max_steps) -> SteadyState:

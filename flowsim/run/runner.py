@@ -13,6 +13,7 @@ never a summary that claims success.
 
 import dataclasses
 import json
+import signal
 import sys
 import time
 import traceback
@@ -29,6 +30,7 @@ from flowsim.run.config import (
     resolve,
 )
 from flowsim.run.env import environment
+from flowsim.run.interrupts import Interrupted, interruptible
 from flowsim.run.scenario import Scenario, import_study, load_scenario
 from flowsim.run.toml_writer import dumps
 
@@ -131,10 +133,22 @@ def execute(run: PreparedRun, command: list[str], resume: bool = False) -> int:
     ctx.log(f"{' '.join(command)}: {'resumed' if resume else 'started'} in {directory}",
             echo=False)
     start = time.perf_counter()
+
+    def stuck(error: Interrupted) -> None:  # from the watcher thread, inside a compiled loop
+        reason = f"{error} (inside a compiled loop; the process was ended)"
+        store.write_json_atomic(directory / store.SUMMARY, {
+            "status": "failed", "reason": reason, "scenario": run.scenario.name,
+            "wall_s": round(previous_wall + time.perf_counter() - start, 3)})
+        ctx.log(f"{reason}; {directory / store.SUMMARY} says failed")
+
+    interrupted_by = None
     try:
-        summary = _summary_from(run.study.run(run.config, ctx))
-    except KeyboardInterrupt:
-        summary = {"status": "failed", "reason": "interrupted"}
+        with interruptible(stuck):
+            summary = _summary_from(run.study.run(run.config, ctx))
+    except (KeyboardInterrupt, Interrupted) as error:
+        interrupted_by = error if isinstance(error, Interrupted) else Interrupted(signal.SIGINT)
+        summary = {"status": "failed", "reason": str(interrupted_by)}
+        ctx.log(f"{interrupted_by}; {directory / store.SUMMARY} says failed", echo=False)
         ending = "interrupted"
     except BaseException as error:  # noqa: BLE001 - any crash must end as "failed"
         (directory / store.ERROR_LOG).write_text(traceback.format_exc())
@@ -145,7 +159,11 @@ def execute(run: PreparedRun, command: list[str], resume: bool = False) -> int:
     summary.update(scenario=run.scenario.name,
                    wall_s=round(previous_wall + time.perf_counter() - start, 3))
     store.write_json_atomic(directory / store.SUMMARY, summary)
-    return _report(summary, directory, ending)
+    code = _report(summary, directory, ending)
+    return interrupted_by.exit_code if interrupted_by is not None else code
+
+
+NONFINITE = ("nan", "inf", "-inf")
 
 
 def _summary_from(returned) -> dict:
@@ -156,7 +174,7 @@ def _summary_from(returned) -> dict:
     if status not in STUDY_STATUSES:
         return {"status": "failed",
                 "reason": f"study.run returned status {status!r}; valid: {', '.join(STUDY_STATUSES)}"}
-    summary = {"status": status}
+    summary, nonfinite = {"status": status}, {}
     for key, value in returned.items():
         if key == "status":
             continue
@@ -164,6 +182,11 @@ def _summary_from(returned) -> dict:
             summary[key] = store.scalar(value)
         except TypeError as error:
             return {"status": "failed", "reason": f"summary value {key!r}: {error}"}
+        if summary[key] in NONFINITE and not isinstance(value, str):
+            # numbers stay numbers: a non-finite one is null, and "nonfinite" says which it was
+            nonfinite[key], summary[key] = summary[key], None
+    if nonfinite:
+        summary["nonfinite"] = nonfinite
     return summary
 
 
@@ -172,7 +195,7 @@ def _report(summary: dict, directory: Path, ending: str) -> int:
     status = summary["status"]
     reason = str(summary.get("reason") or "no reason given").splitlines()[0]
     if ending == "interrupted":
-        _say(f"flowsim: interrupted; {directory / store.SUMMARY} says failed")
+        _say(f"flowsim: interrupted; {directory / store.SUMMARY} says failed ({reason})")
         return EXIT_INTERRUPTED
     if ending == "raised":
         _say(f"flowsim: run failed: {reason} (traceback in {directory / store.ERROR_LOG})")
