@@ -60,7 +60,11 @@ def run(config, ctx):
     summary = {
         "variant": config.variant, "val_ce": last["val_ce"], "val_acc": last["val_acc"],
         "val_ce_clamped": last["val_clamped_ce"], "initial_val_ce": rows[0]["val_ce"],
-        "best_val_ce": min(r["val_ce"] for r in rows), "train_ce_clamped": last["train_ce"],
+        "best_val_ce": min(r["val_ce"] for r in rows),
+        # a CE at a q* that did not converge is not reported as one
+        "train_ce_clamped": last["train_ce"] if last["qflow_converged"] else float("nan"),
+        "train_qflow_converged": bool(last["qflow_converged"]),
+        "val_qflow_converged": bool(last["val_clamped_converged"]),
         "unigram_ce": UNIGRAM_CE, "bigram_ce": BIGRAM_CE,
         "beats_unigram": bool(last["val_ce"] < UNIGRAM_CE),
         "beats_bigram": bool(last["val_ce"] < BIGRAM_CE), "steps": last["step"],

@@ -8,7 +8,8 @@ each compiled program's peak temporary memory from XLA's memory_analysis():
   differentiated by ``jax.grad`` (the floor BPTT is held against);
 * ``implicit joint``: flowsim.Implicit on the batch as one system;
 * ``implicit per-sample``: flowsim.Implicit on the batched problem: each
-  sample's equilibrium and adjoint solved on its own (vmap);
+  sample's equilibrium and adjoint solved on its own (vmap); both with the
+  stability test of z*, whose cost is measured against ``stability="ignore"``;
 * ``pre-refactor``: the oracle as it was before (optimistix.Newton with an
   inner GMRES(20), rtol 1e-3, after T relaxation steps, then a GMRES(20)
   adjoint to 1e-10), reassembled from optimistix and lineax for comparison;
@@ -161,6 +162,12 @@ def main():
     t_per, m_per, g_per = measure(rule_fn(oracle, per_sample), args, options.repeats)
     print(f"implicit joint {t_joint:.1f} ms ({m_joint:.2f} MB), per-sample {t_per:.1f} ms "
           f"({m_per:.2f} MB); relative difference {float(flowsim.relative_error(g_per, g_joint)):.1e}")
+    unchecked = flowsim.Implicit(equilibrium=flowsim.EquilibriumSolver(
+        relax_steps=options.relax, dt=DT, stability="ignore"))
+    for name, problem, checked in (("joint", joint, t_joint), ("per-sample", per_sample, t_per)):
+        t_off, _, _ = measure(rule_fn(unchecked, problem), args, options.repeats)
+        print(f"  {name}: the stability test of z* (8 Arnoldi steps) costs "
+              f"{checked - t_off:.2f} ms of {checked:.1f} ({100 * (checked - t_off) / checked:.0f}%)")
     for name, problem in (("joint", joint), ("per-sample", per_sample)):
         _, info = _gradient(oracle, problem, z0, params, x, y, None)
         print(f"  {name}: {flowsim.result_name(info['result'])}, residual "

@@ -23,6 +23,11 @@ class RESULTS(eqx.Enumeration):
         "The flow did not reach a steady state: the norm of the vector field is above "
         "its tolerance at the final time."
     )
+    unstable_equilibrium = (
+        "The equilibrium found is not stable under the relaxation that is deployed "
+        "(rho(I + dt F_z) >= 1, or an eigenvalue of F_z with Re >= 0 for the flow): the "
+        "dynamics would not reach it. Solve with stability='ignore' to accept it."
+    )
     samples_failed = (
         "The solve failed on some samples of the batch; the estimate is over the "
         "converged samples only (see info['failed_samples'])."
@@ -30,7 +35,7 @@ class RESULTS(eqx.Enumeration):
 
 
 NAMES = ("successful", "max_steps_reached", "nonfinite", "equilibrium_failed",
-         "linear_solve_failed", "not_steady", "samples_failed")
+         "linear_solve_failed", "not_steady", "unstable_equilibrium", "samples_failed")
 
 
 def result_name(code) -> str:

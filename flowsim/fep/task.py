@@ -142,7 +142,7 @@ def qflow_solver(t1, tol, steady_tol, max_steps, *, newton_max_steps=20,
     """
     flow = SteadyState(t_final=t1, rtol=tol, atol=tol, steady_tol=steady_tol, dt0=0.01,
                        max_steps=max_steps, require_steady=False)
-    return EquilibriumSolver(relax_steps=0, retries=0, warm_start=flow,
+    return EquilibriumSolver(relax_steps=0, retries=0, warm_start=flow, stability="flow",
                              newton_max_steps=newton_max_steps,
                              linear_solver=bicgstab(max_steps=krylov_max_steps))
 

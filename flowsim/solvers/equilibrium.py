@@ -16,6 +16,14 @@ Measured case (the character model's EP run of ``ep-wall`` at training step
 Newton wandered at ‖F‖ ≈ 0.08 for 200 iterations; from 300 it took 27
 iterations; from 1,000, 2, while ρ(I + dt F_z) at z* was 0.975.
 
+Newton converges to repelling and saddle roots as readily as to attracting
+ones. After a successful solve the stability of z* under the relaxation is
+tested (:mod:`flowsim.diagnostics.stability`: ρ(I + dt F_z) < 1 for the Euler
+relaxation of step ``dt``, or max Re λ(F_z) < 0 for the flow; a few Arnoldi
+steps); a z* that fails it is ``unstable_equilibrium``, with the margin in
+``info["stability"]``. ``stability="ignore"`` accepts any root (e.g. to take
+the oracle's L(z*) at an unstable z* on purpose).
+
 Solve a batch per sample (:func:`flowsim.solve` with a batched
 :class:`flowsim.Problem`): one tolerance on the norm of a whole batch, and one
 Krylov space for all of it, let one slow sample fail every sample.
@@ -30,6 +38,7 @@ import optimistix as optx
 
 from .._results import RESULTS
 from .._trees import tree_all_finite
+from ..diagnostics.stability import CRITERIA, is_stable, jacobian_eigenvalues, stability_margin
 from ..problem import euclidean_norm
 from ._base import AbstractFastSolver
 from .krylov import bicgstab
@@ -52,6 +61,10 @@ class EquilibriumSolver(AbstractFastSolver):
         linear_solver: that solve's lineax Krylov template (default BiCGStab).
         warm_start: any fast solver to start Newton from instead of the
             relaxation (e.g. a natural-gradient flow to a steady state).
+        stability: the test z* must pass: "euler" (ρ(I + dt F_z) < 1, the
+            relaxation of step ``dt``), "flow" (max Re λ(F_z) < 0), or "ignore".
+        stability_steps: Arnoldi steps of that test (states of dimension ≤ 64
+            use every eigenvalue).
     """
 
     warm_start: AbstractFastSolver | None
@@ -59,10 +72,15 @@ class EquilibriumSolver(AbstractFastSolver):
     retries: int = eqx.field(static=True)
     newton: NewtonKrylov
     newton_max_steps: int = eqx.field(static=True)
+    stability: str = eqx.field(static=True)
+    stability_steps: int = eqx.field(static=True)
 
     def __init__(self, relax_steps=100, dt=0.1, *, retries=3, retry_relax_steps=500,
                  newton_max_steps=50, rtol=None, atol=None, forcing=0.1, linear_solver=None,
-                 warm_start=None):
+                 warm_start=None, stability="euler", stability_steps=8):
+        if stability not in CRITERIA + ("ignore",):
+            raise ValueError(f"stability must be one of {CRITERIA + ('ignore',)}, got {stability!r}")
+        self.stability, self.stability_steps = stability, stability_steps
         if warm_start is None and relax_steps:
             warm_start = Relaxation(relax_steps, dt)
         self.warm_start = warm_start
@@ -111,8 +129,16 @@ class EquilibriumSolver(AbstractFastSolver):
         result = RESULTS.where(ok, RESULTS.successful, RESULTS.equilibrium_failed)
         # nonfinite: the dynamics diverged. Newton's own blow-up is a failed solve.
         result = RESULTS.where(tree_all_finite(start), result, RESULTS.nonfinite)
+        margin = jnp.asarray(jnp.nan, residual.dtype)
+        if self.stability != "ignore":
+            eigenvalues = jacobian_eigenvalues(field, z, params, x, steps=self.stability_steps)
+            margin = stability_margin(eigenvalues, self.stability, self.retry.dt).astype(
+                residual.dtype)
+            unstable = (result == RESULTS.successful) & ~is_stable(margin, self.stability)
+            result = RESULTS.where(unstable, RESULTS.unstable_equilibrium, result)
+            matvecs = matvecs + self.stability_steps
         info = {"residual": residual, "matvecs": matvecs, "result": result,
-                "newton_steps": newton_steps, "retries": retries}
+                "newton_steps": newton_steps, "retries": retries, "stability": margin}
         return z, info
 
 

@@ -1,0 +1,58 @@
+r"""Is an equilibrium z* one the dynamics reaches? A cheap test of its linear stability.
+
+Newton finds any root of F, attracting or not; a relaxation started near a
+repelling or saddle z* runs away from it, so a gradient "at z*" there is a
+gradient of a state the deployed dynamics never reaches. Near z*,
+δz' = F_z δz, and z* attracts
+
+* the Euler relaxation z ← z + dt F(z) iff ρ(I + dt F_z) = max |1 + dt λ| < 1
+  (``criterion="euler"``);
+* the flow ż = F(z) iff max Re λ < 0 (``criterion="flow"``),
+
+λ over the eigenvalues of F_z(z*). States of dimension ≤ ``dense_max`` use
+all the eigenvalues (one JVP per column); larger states the Ritz values of
+``steps`` Arnoldi steps on F_z (``matfree``; one JVP per step; the Krylov
+space of I + dt F_z is the same, so one factorisation serves both criteria).
+Ritz values approximate the outermost eigenvalues first: the test finds an
+unstable mode that dominates the spectrum's edge (for the Euler map, the
+largest |1 + dt λ|, the one that matters), and can miss an interior one. It is
+a necessary test, cheap enough to run after every solve: ``steps`` JVPs
+against the Newton solve's hundreds.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+from matfree import decomp
+
+CRITERIA = ("euler", "flow")
+
+
+def jacobian_eigenvalues(field, z, params, x, *, steps=8, dense_max=64, key=None):
+    """The eigenvalues of F_z(z) (dense), or the Ritz values of ``steps`` Arnoldi steps."""
+    flat_z, unravel = ravel_pytree(z)
+    _, jvp = jax.linearize(lambda u: ravel_pytree(field(unravel(u), params, x))[0], flat_z)
+    n = flat_z.size
+    if n <= dense_max:
+        return jnp.linalg.eigvals(jax.vmap(jvp, out_axes=1)(jnp.eye(n, dtype=flat_z.dtype)))
+    key = jax.random.PRNGKey(0) if key is None else key
+    start = jax.random.normal(key, flat_z.shape, flat_z.dtype)
+    _, hessenberg, _, _ = decomp.hessenberg(min(steps, n), reortho="full")(jvp, start)
+    return jnp.linalg.eigvals(hessenberg)
+
+
+def stability_margin(eigenvalues, criterion, dt):
+    """ρ(I + dt F_z) for "euler" (stable below 1), max Re λ for "flow" (stable below 0)."""
+    if criterion == "euler":
+        return jnp.max(jnp.abs(1 + dt * eigenvalues))
+    if criterion == "flow":
+        return jnp.max(jnp.real(eigenvalues))
+    raise ValueError(f"stability criterion must be one of {CRITERIA}, got {criterion!r}")
+
+
+def is_stable(margin, criterion):
+    """The margin of :func:`stability_margin` on the stable side of its threshold."""
+    return margin < (1.0 if criterion == "euler" else 0.0)
+
+
+__all__ = ["CRITERIA", "jacobian_eigenvalues", "stability_margin", "is_stable"]
