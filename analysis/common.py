@@ -1,4 +1,4 @@
-"""Pieces every training study shares: rows kept on resume, metrics read back, config hashes."""
+"""Pieces the studies share: rows kept on resume, metrics read back, config hashes, figures."""
 
 import csv
 from pathlib import Path
@@ -44,3 +44,14 @@ def number(text):
     except ValueError:
         return text
     return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+
+
+def save_figure(fig, path, title=None):
+    """Give ``fig`` its title, lay it out, write it to ``path`` (110 dpi) and release it."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

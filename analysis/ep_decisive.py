@@ -144,7 +144,8 @@ def run(config, ctx):
     cos = [r["cos_oracle"] for r in rows if r["cos_oracle"] == r["cos_oracle"]]
     rho_bptt = max(r["rho_max"] for r in bptt)
     source_wall = bool(summary.get("wall", False))
-    cleared = outcome.best < summary["ep_wall_ce"] - d.margin
+    improved = outcome.best < summary["ep_wall_ce"] - d.margin
+    cleared = source_wall and improved  # no wall, nothing cleared: the two keys cannot disagree
     rho_near = max(rhos) <= rho_bptt + d.rho_tol
     blew = outcome.status == "diverged" or max(rhos) >= 0.999
     median_cos = statistics.median(cos) if cos else float("nan")
@@ -160,6 +161,7 @@ def run(config, ctx):
             "best_val_ce": outcome.best, "val_ce": last["val_ce"], "rho": last["rho_max"],
             "residual": last["residual_max"], "rho_max": max(rhos), "rho_bptt_max": rho_bptt,
             "ep_wall_ce": summary["ep_wall_ce"], "cleared_wall": bool(cleared),
+            "improved_on_ep_best": bool(improved),
             "median_cos_oracle_long_ep": median_cos,
             # the names for the rule's inputs
             "rho_bptt": rho_bptt, "rho_final": last["rho_max"], "val_ce_final": last["val_ce"],

@@ -14,6 +14,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from . import char_training as ct
+from .common import save_figure
 
 Config = ct.CharConfig
 
@@ -47,6 +48,4 @@ def plot(rows, path, label):
     for ax in axes:
         ax.set_xlabel("step")
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

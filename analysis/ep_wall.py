@@ -27,6 +27,7 @@ from pydantic import Field
 from flowsim.run import Section
 
 from . import char_training as ct
+from .common import save_figure
 
 
 class WallSection(Section):
@@ -96,6 +97,4 @@ def plot(rows, path):
     for ax in axes:
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -21,6 +21,7 @@ from pydantic import Field
 from flowsim import fep, train
 
 from . import fep_common as fc
+from .common import save_figure
 
 
 class Config(fc.SyntheticConfig):
@@ -73,6 +74,4 @@ def plot(pure, oracle, path):
     axes[1].legend()
     for ax in axes:
         ax.set_xlabel("step")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -22,7 +22,7 @@ from pydantic import Field
 from flowsim import fep, train
 
 from . import fep_common as fc
-from .common import CHECKPOINTS, config_hash, kept_rows
+from .common import CHECKPOINTS, config_hash, kept_rows, save_figure
 
 
 class Config(fc.SyntheticConfig):
@@ -78,7 +78,4 @@ def plot(rows, target, path):
     axes[1].set_ylabel("F at q*")
     for ax in axes:
         ax.set_xlabel("step")
-    fig.suptitle("Pure FEP on seed 001's minimal batch")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, "Pure FEP on seed 001's minimal batch")

@@ -23,7 +23,7 @@ from flowsim import fep, train
 from flowsim.data import shakespeare
 
 from . import fep_common as fc
-from .common import CHECKPOINTS, config_hash, kept_rows
+from .common import CHECKPOINTS, config_hash, kept_rows, save_figure
 
 UNIGRAM_CE, BIGRAM_CE = 3.35, 2.48
 
@@ -88,6 +88,4 @@ def plot(rows, path):
     ax.set_ylabel("CE (nats/char)")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

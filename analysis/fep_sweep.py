@@ -24,6 +24,7 @@ from flowsim.fep.task import _metrics
 from flowsim.run.registry import HybridOptions
 
 from . import fep_common as fc
+from .common import save_figure
 
 
 class Config(fc.FEPModel, fc.RandomTokens):
@@ -80,17 +81,19 @@ def run(config, ctx):
     plot(lrs, lams, out, ctx.plot_path("final_ce"))
     ce = out["train_ce"]
     finite = np.isfinite(ce)
-    best = np.unravel_index(np.nanargmin(np.where(finite, ce, np.nan)), ce.shape) if finite.any() else (0, 0)
+    # best and worst over the cells whose final q* converged: elsewhere CE is not at a q*
+    usable = finite & out["qflow_converged"]
+    best = np.unravel_index(np.nanargmin(np.where(usable, ce, np.nan)), ce.shape) if usable.any() else (0, 0)
     summary = {"variant": config.variant, "grid": f"{len(lrs)}x{len(lams)}",
                "best_train_ce": ce[best], "best_lr": lrs[best[0]], "best_lambda_obs": lams[best[1]],
-               "worst_train_ce": np.nanmax(ce) if finite.any() else float("nan"),
+               "worst_train_ce": np.nanmax(np.where(usable, ce, np.nan)) if usable.any() else float("nan"),
                # a cell counts only where its final q* converged (its CE is at a q*)
                "n_reached_0.05": int(np.sum((ce < 0.05) & (out["train_acc"] == 1.0)
                                             & out["qflow_converged"])),
                "n_unconverged": int(np.sum(~out["qflow_converged"])),
                "n_nonfinite": int(np.sum(~finite)), "steps": config.steps}
-    if not finite.any():
-        summary.update(status="diverged", reason="every grid point non-finite")
+    if not usable.any():
+        summary.update(status="diverged", reason="no grid point ended at a finite, converged q*")
     return summary
 
 
@@ -107,9 +110,8 @@ def plot(lrs, lams, out, path):
         for a in range(len(lrs)):
             for b in range(len(lams)):
                 shade = im.norm(np.log10(out[key][a, b]))
-                ax.text(b, a, f"{out[key][a, b]:.2g}", ha="center", va="center",
+                mark = "" if out["qflow_converged"][a, b] else "*"
+                ax.text(b, a, f"{out[key][a, b]:.2g}{mark}", ha="center", va="center",
                         color="k" if shade > 0.6 else "w", fontsize=7)
         fig.colorbar(im, ax=ax, label="log10 CE")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, "fep-sweep after the last step (* : that cell's final q* did not converge)")

@@ -25,6 +25,7 @@ from flowsim.run.registry import rule_names
 
 from . import char_training as ct
 from . import ep_train
+from .common import save_figure
 from .ep_source import SourceRun, source_run
 
 
@@ -110,7 +111,4 @@ def plot(rows, path, t1):
     axes[1].legend(fontsize=8)
     for ax in axes:
         ax.set_xlabel("c (W -> c W)")
-    fig.suptitle("Contraction of the deployed relaxation as W -> c W")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, "Contraction of the deployed relaxation as W -> c W")

@@ -1,10 +1,10 @@
 """Estimators on nonlinear systems: against the library, finite differences and orders."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
-import equinox as eqx
 import lineax as lx
+import numpy as np
 import optimistix as optx
 import pytest
 

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 
 import pytest
+from test_scenarios import TINY_TRAIN
 
 from flowsim.cli import main
 from flowsim.run.scenario import load_scenario, scenario_names
-from test_scenarios import TINY_TRAIN
 
 FEP_TINY = ["B=2", "N=3", "K=2", "t1=5.0", "max_qflow_steps=200"]
 SMALL = {
@@ -74,8 +74,9 @@ def test_scenario_runs_and_completes_ok(name, tmp_path, monkeypatch):
 def _the_made_source_is_found_next_time(argv, first, tmp_path):
     """With decisive.source = "", the newest matching run under runs/ is used; a run at
     another model size does not match."""
-    from flowsim.run.runs import read_config
     from flowsim.studies import ep_source
+
+    from flowsim.run.runs import read_config
 
     moved = tmp_path / "runs" / "first"
     moved.parent.mkdir()

@@ -7,7 +7,14 @@ import pytest
 import scipy.linalg
 import scipy.stats
 
-from flowsim.fep import FreeEnergy, GaugeTransport, IdentityTransport, kl, kl_log_sigma, kl_logits
+from flowsim.fep import (
+    FreeEnergy,
+    GaugeTransport,
+    IdentityTransport,
+    kl,
+    kl_log_sigma,
+    kl_logits,
+)
 
 
 def test_kl_matches_monte_carlo():

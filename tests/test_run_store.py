@@ -4,13 +4,11 @@ import csv
 import json
 import math
 import tomllib
+from typing import Annotated, Literal
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from typing import Annotated, Literal
-
 from pydantic import Field, model_validator
 
 from flowsim.run import BadInput, RunContext, Section, StudyConfig

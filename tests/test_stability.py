@@ -5,7 +5,6 @@ dL/da = (z* − y)·dz*/da = (z* − y)/a². For a < 0 the root attracts the flo
 (F_z = a); for a > 0 it repels it, and Newton finds it all the same.
 """
 
-import jax
 import jax.numpy as jnp
 import pytest
 

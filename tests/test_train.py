@@ -8,14 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flowsim.studies import char_training as ct
+from flowsim.studies.common import config_hash, read_rows
 
 import flowsim
 from flowsim import train
 from flowsim.data.shakespeare import Splits
 from flowsim.ep import char_model as cm
 from flowsim.run.store import RunContext
-from flowsim.studies import char_training as ct
-from flowsim.studies.common import config_hash, read_rows
 
 TINY = {
     "seed": 0, "estimator": "bptt", "dtype": "float64",

@@ -1,8 +1,8 @@
 """The contraction penalty: a closed form, and its gradient against central differences (float64)."""
 
 import equinox as eqx
-import jax.flatten_util
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -2,14 +2,13 @@
 
 import numpy as np
 import pytest
+from flowsim.studies.common import config_hash
+from test_train import TINY, tiny
 
 from flowsim.run.config import BadInput
 from flowsim.run.resume import check_resumable, prepare_resume
 from flowsim.run.toml_writer import dumps
-from flowsim.studies.common import config_hash
 from flowsim.train import checkpoint
-
-from test_train import TINY, tiny
 
 
 def _run_dir(tmp_path, config):

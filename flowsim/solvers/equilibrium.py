@@ -38,7 +38,12 @@ import optimistix as optx
 
 from .._results import RESULTS
 from .._trees import tree_all_finite
-from ..diagnostics.stability import CRITERIA, is_stable, jacobian_eigenvalues, stability_margin
+from ..diagnostics.stability import (
+    CRITERIA,
+    is_stable,
+    jacobian_eigenvalues,
+    stability_margin,
+)
 from ..problem import euclidean_norm
 from ._base import AbstractFastSolver
 from .krylov import bicgstab
