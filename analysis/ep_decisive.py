@@ -153,7 +153,7 @@ def run(config, ctx):
     source_ep = [r for r in src if r.get("estimator") == d.source_subdir]
     ep_wall.plot({"implicit (from the checkpoint)": outcome.rows,
                   f"source {d.source_subdir}": source_ep, "source bptt": bptt},
-                 ctx.plot_path("decisive"))
+                 ctx.plot_path("decisive"), "The oracle from EP's checkpoint, against the source runs")
     last = outcome.rows[-1]
     return {"verdict": verdict, "verdict_note": note, "source_run": str(source),
             "source_obtained": how, "source_wall": source_wall, "start_step": start, "steps": end,

@@ -17,11 +17,14 @@ from typing import Annotated
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
+import numpy as np
 from pydantic import Field
 
 import flowsim
 from flowsim.run import Section, StudyConfig
 from flowsim.systems import AsymmetricTanh, Hopfield
+
+from .common import save_figure
 
 SYSTEMS = {"hopfield": Hopfield, "asymmetric": AsymmetricTanh}
 Steps = Annotated[int, Field(ge=1, le=10**6)]
@@ -163,44 +166,63 @@ def _headline(rows, config):
     return summary
 
 
+FLOOR = float(np.finfo(np.float64).eps)  # 1 − cos below this is rounding
+
+
+def _gap(ax, xs, cosines, label, offset=None):
+    """1 − cos on a log axis; values at rounding level are drawn at FLOOR as open markers
+    (said in the legend), never silently clipped."""
+    gaps = np.asarray([1.0 - c for c in cosines])
+    shown = np.maximum(gaps, FLOOR)
+    line, = ax.plot(xs, shown, "o-", label=label)
+    low = gaps <= FLOOR
+    if low.any():
+        ax.plot(np.asarray(xs)[low], shown[low], "o", mfc="white", color=line.get_color())
+    return shown
+
+
+def _rounding_line(ax):
+    ax.axhline(FLOOR, color="grey", ls=":", lw=1, label="float64 rounding (open: at or below)")
+
+
 def _plot_phase(rows, path):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, system in zip(axes, SYSTEMS):
         for estimator in ("ep_symmetric", "ep_one_sided", "holomorphic_ep", "rbp"):
             sel = _pick(rows, sweep="phase", system=system, estimator=estimator)
-            ax.semilogx([r["steps"] for r in sel], [r["cos"] for r in sel], "o-",
-                        label=estimator)
-        ax.set_title(f"{system}: cos(estimate, oracle)")
+            _gap(ax, [r["steps"] for r in sel], [r["cos"] for r in sel], estimator)
+        _rounding_line(ax)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(system)
         ax.set_xlabel("nudged / adjoint phase length (Euler steps)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("cosine with the oracle")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        ax.set_ylabel("1 - cos(estimate, oracle)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="best")
+    save_figure(fig, path, "Distance of each estimate from the oracle as its phase grows")
 
 
 def _plot_horizon(rows, path):
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for system in SYSTEMS:
+    fig, ax = plt.subplots(figsize=(6.5, 4.6))
+    for system, dy in zip(SYSTEMS, (7, -11)):
         sel = _pick(rows, sweep="horizon", system=system)
-        ax.loglog([r["residual"] for r in sel], [max(1 - r["cos"], 1e-17) for r in sel], "o-",
-                  label=system)
-        for r in sel:
-            ax.annotate(f"T={r['steps']}", (r["residual"], max(1 - r["cos"], 1e-17)),
+        xs = [r["residual"] for r in sel]
+        shown = _gap(ax, xs, [r["cos"] for r in sel], system)
+        for r, x, y in zip(sel, xs, shown):  # one system's labels above, the other's below
+            ax.annotate(f"T={r['steps']}", (x, y), textcoords="offset points", xytext=(3, dy),
                         fontsize=6)
+    _rounding_line(ax)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel(r"free-phase residual $\|F(z_T)\|$")
     ax.set_ylabel(r"$1 - \cos(\mathrm{oracle}, \mathrm{BPTT}_T)$")
-    ax.set_title("BPTT meets the equilibrium gradient as the residual vanishes")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, "BPTT meets the equilibrium gradient as the residual vanishes")
 
 
 def _plot_nudge(rows, path):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for system in SYSTEMS:
         for estimator in ("ep_symmetric", "ep_one_sided"):
             sel = _pick(rows, sweep="beta", system=system, estimator=estimator)
@@ -209,12 +231,15 @@ def _plot_nudge(rows, path):
         sel = _pick(rows, sweep="radius", system=system)
         axes[1].loglog([r["radius"] for r in sel], [r["rel_error"] for r in sel], "o-",
                        label=f"{system} holomorphic_ep")
-    axes[0].set_xlabel(r"$\beta$")
-    axes[1].set_xlabel("holomorphic radius r")
-    for ax in axes:
+    for ax, key, label, title in ((axes[0], "beta", r"nudge $\beta$", "real nudges"),
+                                  (axes[1], "radius", "holomorphic radius r",
+                                   "complex nudges on a circle")):
+        values = sorted({r[key] for r in rows if r["sweep"] == key})
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.minorticks_off()
+        ax.set_xlabel(label)
+        ax.set_title(title)
         ax.set_ylabel("relative error vs oracle")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="best")
         ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, "Error of EP against the oracle: O(beta^2) symmetric, O(beta) one-sided")

@@ -51,7 +51,8 @@ def run(config, ctx):
                                           oracle_rule=ct.oracle(config), penalty=no_penalty)
     runs[tag], _ = continue_from(config, ctx, source, ep_name, kept, oracle_rule=ct.oracle(config),
                                  tag=tag, penalty=config.penalty)
-    plot({n: o.rows for n, o in runs.items()}, ctx.plot_path("fixes"))
+    plot({n: o.rows for n, o in runs.items()}, ctx.plot_path("fixes"),
+         "Fixes trained from the same EP checkpoint")
     out = {"start_step": start, "source_run": str(source), "source_obtained": how}
     wall_ce = read_summary(source)["ep_wall_ce"]
     write_table(Path(ctx.dir) / "fixes.csv", runs, wall_ce - d.margin)

@@ -79,9 +79,10 @@ def summarise(outcomes, names, tolerance):
     return out
 
 
-def plot(rows, path):
-    """CE, residual and ρ against step for both rules, side by side."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+def plot(rows, path, title="Each rule from the same initialisation"):
+    """CE, residual and ρ against step for each run (ρ and residual: the largest over
+    the validation batch solid, the median dotted)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for i, (name, rs) in enumerate(rows.items()):
         steps, color = [r["step"] for r in rs], f"C{i}"
         axes[0].plot(steps, [r["val_ce"] for r in rs], color=color, label=f"{name} val")
@@ -89,12 +90,15 @@ def plot(rows, path):
                      label=f"{name} train")
         axes[1].semilogy(steps, [r["residual_max"] for r in rs], color=color, label=name)
         axes[2].plot(steps, [r["rho_max"] for r in rs], color=color, label=name)
+        if rs and "rho_median" in rs[0]:
+            axes[1].semilogy(steps, [r["residual_median"] for r in rs], color=color, ls=":")
+            axes[2].plot(steps, [r["rho_median"] for r in rs], color=color, ls=":")
     axes[0].axhline(ct.BIGRAM_CE, color="gray", ls=":", label="bigram")
     axes[0].set_ylabel("CE of L(z_T) (nats)")
-    axes[1].set_ylabel("residual ||F(z_T)|| (val)")
-    axes[2].axhline(1.0, color="r", ls=":")
-    axes[2].set_ylabel("rho(I + dt F_z) at z_T")
+    axes[1].set_ylabel("residual ||F(z_T)|| (val; dotted: median)")
+    axes[2].axhline(1.0, color="r", ls=":", label="rho = 1")
+    axes[2].set_ylabel("rho(I + dt F_z) at z_T (dotted: median)")
     for ax in axes:
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
-    save_figure(fig, path)
+        ax.legend(fontsize=6, loc="best", framealpha=0.6)
+    save_figure(fig, path, title)

@@ -63,3 +63,16 @@ def test_pip_install_ships_scenarios_and_studies_and_no_generic_names(tmp_path):
     assert ran.returncode == 0, ran.stderr
     (run_dir,) = (elsewhere / "runs").iterdir()
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "ok"
+
+
+def test_a_folder_named_flowsim_beside_a_script_does_not_shadow_the_install(tmp_path):
+    """A script saved beside the clone (a folder named flowsim, no __init__.py) imports
+    the installed package, not that folder as a namespace package. The Quickstart's
+    strict editable install (a link tree on sys.path) is what makes this hold."""
+    (tmp_path / "flowsim" / "scenarios").mkdir(parents=True)  # the clone's shape
+    (tmp_path / "example.py").write_text(
+        "import flowsim\nprint(flowsim.__file__ is not None, flowsim.gradient.__name__)\n")
+    out = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr[-400:]
+    assert out.stdout.split() == ["True", "gradient"]
