@@ -74,7 +74,7 @@ def test_resume_through_the_cli_continues_to_the_same_numbers(tmp_path):
     checkpoints = tmp_path / "cut" / "checkpoints"
     for path in checkpoints.glob("step_00000004*"):
         path.unlink()
-    (tmp_path / "cut" / "summary.json").write_text('{"status": "running"}')
+    (tmp_path / "cut" / "summary.json").write_text('{"status": "running", "wall_s": 100.0}')
     kept = {p.name: p.stat().st_mtime_ns for p in checkpoints.glob("step_00000002*")}
     assert kept
     assert main(["resume", str(tmp_path / "cut")]) == 0
@@ -85,6 +85,12 @@ def test_resume_through_the_cli_continues_to_the_same_numbers(tmp_path):
     resumed = json.loads((tmp_path / "cut" / "summary.json").read_text())
     for key in ("val_ce", "best_val_ce", "rho", "residual", "steps"):
         assert resumed[key] == full[key]
+    # provenance is appended to, never overwritten: the first command keeps its --set list,
+    # the resume is added with its own command, and the time adds up
+    env = json.loads((tmp_path / "cut" / "env.json").read_text())
+    assert env["command"][:3] == ["flowsim", "run", "ep-train"] and "--set" in env["command"]
+    assert [r["command"][:2] for r in env["resumed"]] == [["flowsim", "resume"]]
+    assert resumed["wall_s"] > 100.0
 
 
 def test_resume_of_a_directory_that_is_not_a_run(tmp_path, capsys):
