@@ -186,6 +186,7 @@ def test_vector_field_ep_is_biased_on_a_non_symmetric_jacobian():
     assert bias > 0.05
 
 
+@pytest.mark.slow
 def test_holomorphic_ep_matches_its_fourier_closed_form(dtype):
     system, params, x, y, z0 = problem(True, dtype)
     a, w, xn, yn, _ = np_problem(params, x, y, z0)

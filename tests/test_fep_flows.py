@@ -154,6 +154,7 @@ def test_pure_fep_overfits_tiny_batch():
     assert outcome.rows[-1]["F"] < outcome.rows[0]["F"]
 
 
+@pytest.mark.slow
 def test_fep_resumes_to_the_same_numbers_and_reports_divergence(tmp_path):
     """FEP on the one loop gains checkpoints, resume (bitwise) and divergence."""
     task, priors = _tiny_task()
@@ -174,6 +175,7 @@ def test_fep_resumes_to_the_same_numbers_and_reports_divergence(tmp_path):
     assert out.status == "diverged" and ("F" in out.reason or "unusable" in out.reason)
 
 
+@pytest.mark.slow
 def test_no_p_step_at_an_unconverged_q_star():
     """The envelope theorem holds at q* only: a fast solve that does not converge (here
     one Newton step after a flow of t = 0.01) is a failed estimate; the loop keeps θ,

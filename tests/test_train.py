@@ -73,6 +73,7 @@ def _strip(rows):
     return [{k: str(v) for k, v in r.items() if k != "wall_s"} for r in rows]
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers(setup, bptt, tmp_path):
     a, _ = _fit(setup, bptt, tmp_path / "a")
     b, _ = _fit(setup, setup.trainer("bptt"), tmp_path / "b")  # a new trainer, same seed
