@@ -41,6 +41,11 @@ def jacobian_eigenvalues(field, z, params, x, *, steps=8, dense_max=64, key=None
     return jnp.linalg.eigvals(hessenberg)
 
 
+def jacobian_products(size, *, steps=8, dense_max=64):
+    """The JVPs :func:`jacobian_eigenvalues` spends on a state of ``size`` numbers."""
+    return size if size <= dense_max else min(steps, size)
+
+
 def stability_margin(eigenvalues, criterion, dt):
     """ρ(I + dt F_z) for "euler" (stable below 1), max Re λ for "flow" (stable below 0)."""
     if criterion == "euler":
@@ -55,4 +60,4 @@ def is_stable(margin, criterion):
     return margin < (1.0 if criterion == "euler" else 0.0)
 
 
-__all__ = ["CRITERIA", "jacobian_eigenvalues", "stability_margin", "is_stable"]
+__all__ = ["CRITERIA", "jacobian_eigenvalues", "jacobian_products", "stability_margin", "is_stable"]

@@ -42,6 +42,7 @@ from ..diagnostics.stability import (
     CRITERIA,
     is_stable,
     jacobian_eigenvalues,
+    jacobian_products,
     stability_margin,
 )
 from ..problem import euclidean_norm
@@ -141,7 +142,8 @@ class EquilibriumSolver(AbstractFastSolver):
                 residual.dtype)
             unstable = (result == RESULTS.successful) & ~is_stable(margin, self.stability)
             result = RESULTS.where(unstable, RESULTS.unstable_equilibrium, result)
-            matvecs = matvecs + self.stability_steps
+            size = sum(leaf.size for leaf in jax.tree.leaves(z))
+            matvecs = matvecs + jacobian_products(size, steps=self.stability_steps)
         info = {"residual": residual, "matvecs": matvecs, "result": result,
                 "newton_steps": newton_steps, "retries": retries, "stability": margin}
         return z, info
