@@ -28,14 +28,25 @@ from jax.flatten_util import ravel_pytree
 from matfree import decomp
 
 
-def _map_jvp(field, z, params, x, dt):
+def field_jvp(field, z, params, x):
+    """``(flat z, v ↦ F_z(z) v)`` on the flattened state (one linearisation, reused)."""
     flat_z, unravel = ravel_pytree(z)
+    _, jvp = jax.linearize(lambda u: ravel_pytree(field(unravel(u), params, x))[0], flat_z)
+    return flat_z, jvp
 
-    def flat_field(u):
-        return ravel_pytree(field(unravel(u), params, x))[0]
 
-    _, jvp = jax.linearize(flat_field, flat_z)
-    return flat_z, lambda v: v + dt * jvp(v)
+def dense_matrix(apply, flat_z):
+    """The matrix of the linear map ``apply``, one vmapped product per column."""
+    return jax.vmap(apply, out_axes=1)(jnp.eye(flat_z.size, dtype=flat_z.dtype))
+
+
+def arnoldi(apply, flat_z, k, key=None):
+    """``(H, r)`` of a ``k``-step Arnoldi factorisation A Q = Q H + r e_kᵀ of ``apply``
+    from a random start (``key``, default ``PRNGKey(0)``), fully reorthogonalised."""
+    key = jax.random.PRNGKey(0) if key is None else key
+    start = jax.random.normal(key, flat_z.shape, flat_z.dtype)
+    _, hessenberg, residual, _ = decomp.hessenberg(k, reortho="full")(apply, start)
+    return hessenberg, residual
 
 
 def spectral_radius(field, z, params, x, dt, *, dense_max=256, krylov_dim=40, key=None,
@@ -48,20 +59,19 @@ def spectral_radius(field, z, params, x, dt, *, dense_max=256, krylov_dim=40, ke
         key: PRNG key of the Arnoldi start vector (default ``PRNGKey(0)``).
         with_bound: also return the Ritz residual bound, ``(rho, bound)``.
     """
-    flat_z, apply = _map_jvp(field, z, params, x, dt)
+    flat_z, jvp = field_jvp(field, z, params, x)
+    apply = lambda v: v + dt * jvp(v)
     n = flat_z.size
     if n <= dense_max:
-        jac = jax.vmap(apply, out_axes=1)(jnp.eye(n, dtype=flat_z.dtype))
-        rho, bound = jnp.max(jnp.abs(jnp.linalg.eigvals(jac))), jnp.zeros((), flat_z.dtype)
+        rho = jnp.max(jnp.abs(jnp.linalg.eigvals(dense_matrix(apply, flat_z))))
+        bound = jnp.zeros((), flat_z.dtype)
     else:
         rho, bound = _arnoldi(apply, flat_z, min(krylov_dim, n), key)
     return (rho, bound) if with_bound else rho
 
 
 def _arnoldi(apply, flat_z, k, key):
-    key = jax.random.PRNGKey(0) if key is None else key
-    start = jax.random.normal(key, flat_z.shape, flat_z.dtype)
-    _, H, residual, _ = decomp.hessenberg(k, reortho="full")(apply, start)
+    H, residual = arnoldi(apply, flat_z, k, key)
     values, vectors = jnp.linalg.eig(H)
     top = jnp.argmax(jnp.abs(values))
     bound = jnp.linalg.norm(residual) * jnp.abs(vectors[-1, top])

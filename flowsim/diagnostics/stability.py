@@ -20,25 +20,19 @@ a necessary test, cheap enough to run after every solve: ``steps`` JVPs
 against the Newton solve's hundreds.
 """
 
-import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
-from matfree import decomp
+
+from .spectral import arnoldi, dense_matrix, field_jvp
 
 CRITERIA = ("euler", "flow")
 
 
 def jacobian_eigenvalues(field, z, params, x, *, steps=8, dense_max=64, key=None):
     """The eigenvalues of F_z(z) (dense), or the Ritz values of ``steps`` Arnoldi steps."""
-    flat_z, unravel = ravel_pytree(z)
-    _, jvp = jax.linearize(lambda u: ravel_pytree(field(unravel(u), params, x))[0], flat_z)
-    n = flat_z.size
-    if n <= dense_max:
-        return jnp.linalg.eigvals(jax.vmap(jvp, out_axes=1)(jnp.eye(n, dtype=flat_z.dtype)))
-    key = jax.random.PRNGKey(0) if key is None else key
-    start = jax.random.normal(key, flat_z.shape, flat_z.dtype)
-    _, hessenberg, _, _ = decomp.hessenberg(min(steps, n), reortho="full")(jvp, start)
-    return jnp.linalg.eigvals(hessenberg)
+    flat_z, jvp = field_jvp(field, z, params, x)
+    if flat_z.size <= dense_max:
+        return jnp.linalg.eigvals(dense_matrix(jvp, flat_z))
+    return jnp.linalg.eigvals(arnoldi(jvp, flat_z, min(steps, flat_z.size), key)[0])
 
 
 def jacobian_products(size, *, steps=8, dense_max=64):
