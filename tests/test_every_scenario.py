@@ -33,6 +33,8 @@ SMALL = {
     "fep-oracle": FEP_TINY + ["steps=2", "V=5", "oracle_every=1"],
     "fep-sweep": FEP_TINY + ["steps=2", "V=5", "n_lr=2", "n_lambda=2"],
     "fep-shakespeare": FEP_TINY + ["steps=2", "eval_every=1", "eval_batch=2"],
+    "gle-checks": ["chain.T=12.0", "chain.transient=3.0", "chain.tail=2.0", "chain.dt=0.02",
+                   "static_tau_r_scales=[0.5]", "broadband_modes=2"],
 }
 
 
