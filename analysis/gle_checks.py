@@ -19,8 +19,9 @@ On small networks (flowsim.gle, explicit Euler at ``chain.dt``):
     adjoint's conj((1 + iωτ_r)/(1 + iωτ_m)) and not its amplitude.
 (d) Broadband drive (a sum of ``broadband_modes`` sinusoids), tanh network:
     cos(GLE update, oracle) over all weights, with the chain's τ
-    (``cos_gle_oracle_broadband``, below 1) and with τ_r = τ_m
-    (``cos_gle_oracle_matched``, 1 to roundoff).
+    (``cos_gle_oracle_broadband``, below 1; per layer the cosine and the norm
+    ratio |GLE| / |oracle|) and with τ_r = τ_m (``cos_gle_oracle_matched``, 1
+    to roundoff).
 
 The oracle is ``flowsim.trajectory.trajectory_gradient`` with the window
 [``chain.transient``, ``chain.T`` − ``chain.tail``]; its three adjoints are
@@ -238,8 +239,13 @@ def broadband_cosine(chain, params, drive, tau_r, window):
                                    network.loss_rate, state0, params, drive, 0.0, chain.T,
                                    window=window)
     oracle = jax.tree.map(lambda g: -chain.beta * g, grads)
-    per_layer = [float(flowsim.cosine(u, o)) for u, o in zip(solved.updates, oracle)]
+    per_layer = [(float(flowsim.cosine(u, o)), float(_norm(u) / _norm(o)))
+                 for u, o in zip(solved.updates, oracle)]
     return float(flowsim.cosine(solved.updates, oracle)), per_layer, solved, network
+
+
+def _norm(tree):
+    return jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(tree)))
 
 
 def matched_output_error(chain, params, drive, window):
@@ -296,15 +302,18 @@ def run(config, ctx):
     cos_matched, per_layer_matched, *_ = broadband_cosine(chain, params, drive, chain.tau_m,
                                                           window)
     matched_err = matched_output_error(chain, params, drive, window)
-    for layer, (c, cm) in enumerate(zip(per_layer, per_layer_matched), start=1):
-        rows.append({"check": "broadband", "layer": layer, "cos": c, "cos_matched": cm})
+    for layer, ((c, r), (cm, rm)) in enumerate(zip(per_layer, per_layer_matched), start=1):
+        rows.append({"check": "broadband", "layer": layer, "cos": c, "norm_ratio": r,
+                     "cos_matched": cm, "norm_ratio_matched": rm})
     ctx.write_metrics(rows)
     _plot(config, solved, sine, ctx.plot_path("sine"))
     summary = {"static_backprop_max_err": static_err,
                "static_equilibrium_results": ",".join(sorted(set(static_results))),
                **sine,
                "cos_gle_oracle_broadband": cos_broadband,
-               **{f"cos_gle_oracle_broadband_layer{l}": c for l, c in enumerate(per_layer, 1)},
+               **{f"cos_gle_oracle_broadband_layer{l}": c for l, (c, _) in enumerate(per_layer, 1)},
+               **{f"norm_ratio_gle_oracle_broadband_layer{l}": r
+                  for l, (_, r) in enumerate(per_layer, 1)},
                "cos_gle_oracle_matched": cos_matched,
                "matched_output_max_err": matched_err,
                **agreement,
