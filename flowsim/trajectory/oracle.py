@@ -69,11 +69,17 @@ class TrajectoryOracle(eqx.Module):
       deployed with, so that the oracle differentiates the same discretisation.
     - ``solver``: a diffrax solver (default explicit Euler).
     - ``adjoint``: one of ``ADJOINTS`` (see the module docstring).
+    - ``checkpoints``: for ``"checkpoint"``, how many steps reverse mode keeps:
+      ``None`` is diffrax's default, about √(2·steps), memory ∝ √steps at the
+      price of recomputing the forward solve between checkpoints; the number
+      of steps keeps every step (plain BPTT: memory linear in the horizon, no
+      recomputation).
     """
 
     dt: float
     solver: diffrax.AbstractSolver = diffrax.Euler()
     adjoint: str = eqx.field(default="checkpoint", static=True)
+    checkpoints: int | None = eqx.field(default=None, static=True)
 
     def __check_init__(self):
         if self.adjoint not in ADJOINTS:
@@ -84,7 +90,7 @@ class TrajectoryOracle(eqx.Module):
 
 def _diffrax_adjoint(oracle):
     if oracle.adjoint == "checkpoint":
-        return diffrax.RecursiveCheckpointAdjoint()
+        return diffrax.RecursiveCheckpointAdjoint(checkpoints=oracle.checkpoints)
     if oracle.adjoint == "backsolve":
         return diffrax.BacksolveAdjoint(solver=oracle.solver)
     return diffrax.ForwardMode()
