@@ -42,7 +42,14 @@ import numpy as np
 from pydantic import Field, model_validator
 
 import flowsim
-from flowsim.gle import Constant, Function, GLENetwork, init_params, simulate
+from flowsim.gle import (
+    Constant,
+    Function,
+    GLENetwork,
+    init_params,
+    layer_agreement,
+    simulate,
+)
 from flowsim.run import Section, StudyConfig
 from flowsim.trajectory import TrajectoryOracle, trajectory_gradient
 
@@ -238,14 +245,8 @@ def broadband_cosine(chain, params, drive, tau_r, window):
     grads, _ = trajectory_gradient(TrajectoryOracle(chain.dt), network.field,
                                    network.loss_rate, state0, params, drive, 0.0, chain.T,
                                    window=window)
-    oracle = jax.tree.map(lambda g: -chain.beta * g, grads)
-    per_layer = [(float(flowsim.cosine(u, o)), float(_norm(u) / _norm(o)))
-                 for u, o in zip(solved.updates, oracle)]
-    return float(flowsim.cosine(solved.updates, oracle)), per_layer, solved, network
-
-
-def _norm(tree):
-    return jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in jax.tree.leaves(tree)))
+    per_layer, overall = layer_agreement(solved.updates, grads, chain.beta)
+    return overall, per_layer, solved, network
 
 
 def matched_output_error(chain, params, drive, window):
