@@ -35,6 +35,10 @@ SMALL = {
     "fep-shakespeare": FEP_TINY + ["steps=2", "eval_every=1", "eval_batch=2"],
     "gle-checks": ["chain.T=12.0", "chain.transient=3.0", "chain.tail=2.0", "chain.dt=0.02",
                    "static_tau_r_scales=[0.5]", "broadband_modes=2"],
+    "gle-abc": ["steps=2", "model.d_model=4", "model.heads=1", "model.micro_steps=3", "batch=2",
+                "seq_len=3", "cos_every=1", "text_length=20", 'gle_variants=["lag"]'],
+    "gle-shakespeare": ["steps=2", "eval_every=1", "cos_every=1", "eval_batch=2", "batch=2",
+                        "seq_len=3", "model.d_model=4", "model.heads=1"],
 }
 
 

@@ -4,7 +4,8 @@ network.py   layered GLE network: membranes u, error neurons v, prospective ŭ a
 stream.py    the time-varying drive: inputs and targets as diffrax interpolations
 simulate.py  one solve of the network, with plasticity online or accumulated
 compare.py   GLE's update against the trajectory oracle, per layer (cosine, norm ratio)
-ct_mhsa.py   seed 004's cortico-thalamic multi-head self-attention (8 regions)
+ct_mhsa.py   seed 004's cortico-thalamic multi-head self-attention (8 regions), BPTT
+ct_mhsa_gle.py  GLE's errors and updates for it, in the same ODE
 
 The oracle a GLE update is held against is the engine's trajectory adjoint,
 :mod:`flowsim.trajectory`.
