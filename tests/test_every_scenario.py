@@ -37,6 +37,9 @@ SMALL = {
                    "static_tau_r_scales=[0.5]", "broadband_modes=2"],
     "gle-abc": ["steps=2", "model.d_model=4", "model.heads=1", "model.micro_steps=3", "batch=2",
                 "seq_len=3", "cos_every=1", "text_length=20", 'gle_variants=["lag"]'],
+    "gle-mnist1d": ["network.widths=[4]", "train.steps=2", "train.eval_every=1", "train.batch=4",
+                    "train.train_eval=8", "train.cos_batch=4", "train.eval_chunk=1000",
+                    "sample_interval=0.2"],
     "gle-shakespeare": ["steps=2", "eval_every=1", "cos_every=1", "eval_batch=2", "batch=2",
                         "seq_len=3", "model.d_model=4", "model.heads=1"],
 }

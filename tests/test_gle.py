@@ -193,3 +193,27 @@ def test_gle_checks_rejects_bad_time_constants_in_one_line(tmp_path, capsys, ass
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("mass", [0.0, 0.3, 1.0])
+def test_cross_entropy_error_is_backprop_of_a_weighted_target(mass):
+    # A target of total mass w weights the instant: GLE's error must be −β ∂(w·CE)/∂W
+    # at a static steady state, and vanish with w = 0.
+    sizes, beta = (3, 4, 3), 0.8
+    params = _params(4, sizes)
+    x, label = jnp.array([0.3, -0.7, 1.1]), jnp.array([0.0, 1.0, 0.0])
+    network = GLENetwork(tau_m=(1.0, 0.5), tau_r=(0.4, 1.5), beta=beta, output="ce")
+    drive = Constant(x, mass * label)
+    state, info = flowsim.equilibrium(lambda z, p, _: network.field(0.0, z, p, drive),
+                                      network.init_state(sizes[1:]), params, None)
+
+    def weighted_ce(p):
+        logits = jnp.tanh(x @ p[0]["W"].T + p[0]["b"]) @ p[1]["W"].T + p[1]["b"]
+        return -mass * jnp.sum(label * jax.nn.log_softmax(logits))
+
+    grads = jax.grad(weighted_ce)(params)
+    density = network.update_density(network.observe(0.0, state, params, drive))
+    for got, want in zip(density, grads):
+        np.testing.assert_allclose(got["W"], -beta * want["W"], atol=1e-10, rtol=0)
+    if mass == 0.0:
+        assert all(float(jnp.max(jnp.abs(d["W"]))) == 0.0 for d in density)

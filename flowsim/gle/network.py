@@ -7,13 +7,15 @@ input r₀ = x(t) and target y*(t) (Ellenberger, Haider et al. 2024, eqs. for
     τ_m u̇_l = −u_l + W_l r_{l−1} + b_l + γ ĕ_l,      ŭ_l = u_l + τ_r u̇_l,      r_l = φ(ŭ_l),
     ε_l = φ'(ŭ_l) ⊙ W_{l+1}ᵀ ĕ_{l+1}    (l < L),
     ε_L = β φ'(ŭ_L) ⊙ (y* − r_L)                      (squared error, ``output="mse"``),
-    ε_L = β φ'(ŭ_L) ⊙ (y* − softmax(r_L))             (cross-entropy, ``output="ce"``),
+    ε_L = β φ'(ŭ_L) ⊙ (y* − (Σ_k y*_k) softmax(r_L))  (cross-entropy, ``output="ce"``),
     τ_r v̇_l = −v_l + ε_l,      ĕ_l = v_l + τ_m v̇_l.
 
 The membrane low-passes its input with τ_m and the lookahead ŭ undoes a
 low-pass of τ_r; the error neuron does the converse, so the pair propagates
 errors backwards in time as well as in space. The instantaneous loss is
-ℓ = ½‖y* − r_L‖² or −y*·log softmax(r_L), averaged over the batch; at a steady
+ℓ = ½‖y* − r_L‖² or −y*·log softmax(r_L), averaged over the batch (a target
+of total mass w other than 1 weights its instant by w, so a time-varying
+mass selects when the loss counts, for ℓ and GLE's error alike); at a steady
 state with γ = 0, ĕ_l is backpropagation's −∂(βℓ)/∂(W_l r_{l−1}).
 
 **The algebraic loop.** ŭ_l needs u̇_l, which needs ĕ_l when γ ≠ 0; ĕ_l needs
@@ -177,7 +179,10 @@ class GLENetwork(eqx.Module):
         eps, v_dot, e_breve = [None] * self.layers, [None] * self.layers, [None] * self.layers
         for layer in reversed(range(self.layers)):
             if layer == self.layers - 1:
-                out = rate if self.output == "mse" else jax.nn.softmax(rate, axis=-1)
+                # ∂ℓ/∂r_L of ℓ = −y*·log softmax(r_L) is (Σ_k y*_k) softmax − y*: a target
+                # of total mass w weights its instant by w (w = 0: no target, no error).
+                out = rate if self.output == "mse" else (
+                    jnp.sum(target, axis=-1, keepdims=True) * jax.nn.softmax(rate, axis=-1))
                 error = self.beta * slopes[layer] * (target - out)
             else:
                 above = state["e"][layer + 1] if delayed else e_breve[layer + 1]
