@@ -23,12 +23,11 @@ with every step kept and as √steps with recursive checkpointing.
 
 import argparse
 import platform
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from timing import median_ms
 
 from flowsim.gle import GLENetwork, Stream, init_params, simulate
 from flowsim.trajectory import TrajectoryOracle, trajectory_gradient
@@ -107,13 +106,7 @@ def measure(fn, args, repeats):
     compiled = jax.jit(fn).lower(*args).compile()
     memory = compiled.memory_analysis()
     temp = getattr(memory, "temp_size_in_bytes", float("nan")) if memory else float("nan")
-    jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), temp
+    return median_ms(compiled, args, repeats) / 1e3, temp
 
 
 def main():

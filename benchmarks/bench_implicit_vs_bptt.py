@@ -37,6 +37,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import lineax as lx  # noqa: E402
 import optimistix as optx  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 import flowsim  # noqa: E402
 from flowsim.rules._base import _gradient  # noqa: E402
@@ -64,22 +65,12 @@ def setup(dtype="float64"):
     return system, cast(params), cast(jnp.zeros((BATCH, STATE))), cast(x), cast(y)
 
 
-def timed(compiled, args, repeats):
-    jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
 def measure(fn, args, repeats):
     """(ms, MB of XLA temporaries, output) of a jitted function."""
     compiled = jax.jit(fn).lower(*args).compile()
     memory = compiled.memory_analysis()
     peak = getattr(memory, "temp_size_in_bytes", float("nan")) if memory else float("nan")
-    return timed(compiled, args, repeats), peak / 2**20, compiled(*args)
+    return median_ms(compiled, args, repeats), peak / 2**20, compiled(*args)
 
 
 def rule_fn(rule, problem):
