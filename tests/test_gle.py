@@ -29,22 +29,27 @@ def _params(seed=0, sizes=SIZES, gain=1.5):
     return init_params(jax.random.PRNGKey(seed), sizes, gain=gain)
 
 
-@pytest.mark.parametrize("scale", [0.2, 0.5, 3.0])
-def test_static_steady_state_error_times_rate_is_backprop(scale):
+def test_static_steady_state_error_times_rate_is_backprop():
     params = _params()
     x, y = jnp.array([0.3, -0.7, 1.1]), jnp.array([0.5, -0.2])
     beta, tau_m = 0.7, (1.0, 2.0, 0.5)
-    network = GLENetwork(tau_m=tau_m, tau_r=tuple(scale * t for t in tau_m), beta=beta,
-                         activation="tanh", output_activation="tanh")
     drive = Constant(x, y)
-    state, info = flowsim.equilibrium(lambda z, p, _: network.field(0.0, z, p, drive),
-                                      network.init_state(SIZES[1:]), params, None)
-    assert flowsim.result_name(info["result"]) == "successful"
     grads = jax.grad(lambda p: 0.5 * jnp.sum((y - _mlp(p, x)) ** 2))(params)
-    density = network.update_density(network.observe(0.0, state, params, drive))
-    for got, want in zip(density, grads):
-        np.testing.assert_allclose(got["W"], -beta * want["W"], atol=1e-10, rtol=0)
-        np.testing.assert_allclose(got["b"], -beta * want["b"], atol=1e-10, rtol=0)
+
+    @jax.jit
+    def steady_density(scale):  # one compilation for every τ_r = s τ_m
+        network = GLENetwork(tau_m=tau_m, tau_r=tuple(scale * t for t in tau_m), beta=beta,
+                             activation="tanh", output_activation="tanh")
+        state, info = flowsim.equilibrium(lambda z, p, _: network.field(0.0, z, p, drive),
+                                          network.init_state(SIZES[1:]), params, None)
+        return network.update_density(network.observe(0.0, state, params, drive)), info
+
+    for scale in (0.2, 0.5, 3.0):
+        density, info = steady_density(jnp.asarray(scale))
+        assert flowsim.result_name(info["result"]) == "successful"
+        for got, want in zip(density, grads):
+            np.testing.assert_allclose(got["W"], -beta * want["W"], atol=1e-10, rtol=0)
+            np.testing.assert_allclose(got["b"], -beta * want["b"], atol=1e-10, rtol=0)
 
 
 def _broadband(n_in=3, n_out=2):
@@ -195,25 +200,29 @@ def test_gle_checks_rejects_bad_time_constants_in_one_line(tmp_path, capsys, ass
     assert not out.exists()
 
 
-@pytest.mark.parametrize("mass", [0.0, 0.3, 1.0])
-def test_cross_entropy_error_is_backprop_of_a_weighted_target(mass):
+def test_cross_entropy_error_is_backprop_of_a_weighted_target():
     # A target of total mass w weights the instant: GLE's error must be −β ∂(w·CE)/∂W
     # at a static steady state, and vanish with w = 0.
     sizes, beta = (3, 4, 3), 0.8
     params = _params(4, sizes)
     x, label = jnp.array([0.3, -0.7, 1.1]), jnp.array([0.0, 1.0, 0.0])
     network = GLENetwork(tau_m=(1.0, 0.5), tau_r=(0.4, 1.5), beta=beta, output="ce")
-    drive = Constant(x, mass * label)
-    state, info = flowsim.equilibrium(lambda z, p, _: network.field(0.0, z, p, drive),
-                                      network.init_state(sizes[1:]), params, None)
 
-    def weighted_ce(p):
-        logits = jnp.tanh(x @ p[0]["W"].T + p[0]["b"]) @ p[1]["W"].T + p[1]["b"]
-        return -mass * jnp.sum(label * jax.nn.log_softmax(logits))
+    @jax.jit
+    def steady_density(mass):
+        drive = Constant(x, mass * label)
+        state, _ = flowsim.equilibrium(lambda z, p, _: network.field(0.0, z, p, drive),
+                                       network.init_state(sizes[1:]), params, None)
+        return network.update_density(network.observe(0.0, state, params, drive))
 
-    grads = jax.grad(weighted_ce)(params)
-    density = network.update_density(network.observe(0.0, state, params, drive))
-    for got, want in zip(density, grads):
-        np.testing.assert_allclose(got["W"], -beta * want["W"], atol=1e-10, rtol=0)
-    if mass == 0.0:
-        assert all(float(jnp.max(jnp.abs(d["W"]))) == 0.0 for d in density)
+    for mass in (0.0, 0.3, 1.0):
+        def weighted_ce(p):
+            logits = jnp.tanh(x @ p[0]["W"].T + p[0]["b"]) @ p[1]["W"].T + p[1]["b"]
+            return -mass * jnp.sum(label * jax.nn.log_softmax(logits))
+
+        grads = jax.grad(weighted_ce)(params)
+        density = steady_density(jnp.asarray(mass))
+        for got, want in zip(density, grads):
+            np.testing.assert_allclose(got["W"], -beta * want["W"], atol=1e-10, rtol=0)
+        if mass == 0.0:
+            assert all(float(jnp.max(jnp.abs(d["W"]))) == 0.0 for d in density)

@@ -75,7 +75,7 @@ class Observables(eqx.Module):
 def _minimum(tau) -> float:
     try:
         return float(np.min(np.asarray(tau)))
-    except (TypeError, jax.errors.ConcretizationTypeError):  # traced: checked when built
+    except (TypeError, jax.errors.JAXTypeError):  # traced: checked where it was built
         return float("inf")
 
 
