@@ -5,8 +5,13 @@ parameters, see the same batches (random windows of the periodic text) and
 use the same AdamW. Each step records the batch's training CE of the
 prediction (last micro-step of each character, before the update) and, every
 ``cos_every`` steps, cos(GLE update, BPTT gradient) at the run's parameters.
-The summary gives the steps each rule needs to bring the training CE below
-``target_ce`` (0.05; null if never) and the final CEs.
+The summary gives the steps each run needs to bring the training CE below
+``target_ce`` (0.05; null if never) and the final CEs: ``gle`` with the
+configured ``model.memory_error`` (default ``none``, with 20 micro-steps per
+character: the setting in which GLE learns, see README), one further GLE run
+per ``gle_variants`` entry (``gle_<variant>_steps_to_ce``, ...), and ``bptt``.
+A GLE run whose parameters become non-finite is a finding (``gle_diverged``);
+only the BPTT reference diverging makes the run ``diverged``.
 
 This module also declares what gle-shakespeare shares: the model's keys
 (:class:`ModelSection`, the ``model`` table), the training keys
