@@ -74,6 +74,7 @@ import numpy as np
 import optax
 from pydantic import Field, model_validator
 
+from flowsim.diagnostics import cosine
 from flowsim.gle import GLENetwork, Stream, gle_gradient, init_params, simulate
 from flowsim.run import StudyConfig
 from flowsim.run.config import Section
@@ -223,12 +224,6 @@ def bptt_gradient(network, sizes, params, stream, config, batch):
     grads, info = trajectory_gradient(TrajectoryOracle(config.dt), network.field,
                                       network.loss_rate, state0, params, stream, 0.0, span)
     return jax.tree.map(lambda g: g / span, grads), info["loss"] / span
-
-
-def cosine(a, b):
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    dot = sum(jnp.vdot(u, v) for u, v in zip(la, lb))
-    return dot / jnp.sqrt(sum(jnp.vdot(u, u) for u in la) * sum(jnp.vdot(v, v) for v in lb))
 
 
 def readout_times(config):

@@ -8,13 +8,9 @@ ratio |GLE| / |−β ∂𝓛/∂θ| how far the amplitude is off (for one freque
 """
 
 import jax
-import jax.numpy as jnp
 
+from .._trees import tree_norm
 from ..diagnostics import cosine
-
-
-def _norm(tree):
-    return jnp.sqrt(sum(jnp.sum(jnp.abs(leaf) ** 2) for leaf in jax.tree.leaves(tree)))
 
 
 def layer_agreement(updates, oracle_grads, beta):
@@ -24,6 +20,6 @@ def layer_agreement(updates, oracle_grads, beta):
     ``oracle_grads``: ∂𝓛/∂θ from the trajectory oracle on the same window.
     """
     target = jax.tree.map(lambda g: -beta * g, oracle_grads)
-    per_layer = [(float(cosine(u, o)), float(_norm(u) / _norm(o)))
+    per_layer = [(float(cosine(u, o)), float(tree_norm(u) / tree_norm(o)))
                  for u, o in zip(updates, target)]
     return per_layer, float(cosine(updates, target))

@@ -142,13 +142,9 @@ def trajectory_gradient(oracle, field, loss_rate, z0, params, drive, t0, t1, win
         grads, solved = jax.jacfwd(integrated_loss, has_aux=True)(delta)
         loss = integrated_loss(delta)[0]
     else:
-        (loss, solved), grads = _value_and_grad(integrated_loss)(delta)
+        (loss, solved), grads = jax.value_and_grad(integrated_loss, has_aux=True)(delta)
     result = RESULTS.where(solved == diffrax.RESULTS.successful, RESULTS.successful,
                            RESULTS.max_steps_reached)
     finite = tree_all_finite(grads) & jnp.isfinite(loss)
     result = RESULTS.where(finite, result, RESULTS.nonfinite)
     return grads, {"loss": loss, "result": result}
-
-
-def _value_and_grad(fn):
-    return jax.value_and_grad(fn, has_aux=True)
