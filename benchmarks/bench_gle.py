@@ -14,11 +14,10 @@ Prints markdown tables.
 """
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
+from timing import median_ms
 
 from flowsim.gle import ct_mhsa as cm
 from flowsim.gle import ct_mhsa_gle as cg
@@ -59,14 +58,7 @@ def main():
     print("| rule | ms per gradient | micro-steps/s (x batch) | sequence micro-steps/s |")
     print("|---|---|---|---|")
     for name, fn in rules.items():
-        f = jax.jit(fn)
-        jax.block_until_ready(f(params, chars, targets))
-        times = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            jax.block_until_ready(f(params, chars, targets))
-            times.append(time.perf_counter() - start)
-        t = statistics.median(times)
+        t = median_ms(jax.jit(fn), (params, chars, targets), args.repeats) / 1e3
         print(f"| {name} | {1e3 * t:.1f} | {n_micro / t:,.0f} | "
               f"{args.seq_len * args.micro_steps / t:,.0f} |")
 

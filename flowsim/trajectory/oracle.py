@@ -139,8 +139,10 @@ def trajectory_gradient(oracle, field, loss_rate, z0, params, drive, t0, t1, win
 
     delta = jax.tree.map(jnp.zeros_like, params)
     if oracle.adjoint == "forward":
-        grads, solved = jax.jacfwd(integrated_loss, has_aux=True)(delta)
-        loss = integrated_loss(delta)[0]
+        def with_value(d):  # the value rides along as aux: one solve, not two
+            value, solved = integrated_loss(d)
+            return value, (value, solved)
+        grads, (loss, solved) = jax.jacfwd(with_value, has_aux=True)(delta)
     else:
         (loss, solved), grads = jax.value_and_grad(integrated_loss, has_aux=True)(delta)
     result = RESULTS.where(solved == diffrax.RESULTS.successful, RESULTS.successful,
