@@ -32,10 +32,15 @@ class RESULTS(eqx.Enumeration):
         "The solve failed on some samples of the batch; the estimate is over the "
         "converged samples only (see info['failed_samples'])."
     )
+    line_search_failed = (
+        "The line search found no step that lowers the energy (every halving failed): "
+        "the state returned is the best one found, short of the stationarity tolerance."
+    )
 
 
 NAMES = ("successful", "max_steps_reached", "nonfinite", "equilibrium_failed",
-         "linear_solve_failed", "not_steady", "unstable_equilibrium", "samples_failed")
+         "linear_solve_failed", "not_steady", "unstable_equilibrium", "samples_failed",
+         "line_search_failed")
 
 
 def result_name(code) -> str:
