@@ -9,10 +9,10 @@ adjoint involved).
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flowsim.studies.coordinator_oracle import build, random_system
 
 import flowsim
 from flowsim.coordinator import ProjectedGradient, ProjectedResidualField, relax
-from flowsim.studies.coordinator_oracle import build, random_system
 
 N = 8
 SOLVER = flowsim.EquilibriumSolver(relax_steps=200, dt=0.2)
