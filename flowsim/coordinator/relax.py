@@ -182,16 +182,22 @@ def relax(energy, eta0, solver: ProjectedGradient = ProjectedGradient(), *, step
     for candidate in (energy, step_energy):
         if hasattr(candidate, "check"):
             candidate.check()
+    # Python floats would be static under filter_jit: a new tolerance would recompile.
+    solver = jax.tree.map(lambda v: jnp.asarray(v, eta0.dtype) if isinstance(v, float) else v,
+                          solver)
     return _relax(energy, energy if step_energy is None else step_energy, eta0, solver)
 
 
 def delta_f90(relaxed: Relaxed):
-    """Steps until 𝓕 first falls to 𝓕(η₀) − 0.9 (𝓕(η₀) − 𝓕_final) (0 when nothing dropped)."""
+    """Steps until 𝓕 first falls to 𝓕(η₀) − 0.9 (𝓕(η₀) − 𝓕_final) (0 when nothing dropped).
+
+    A batched ``Relaxed`` (from ``jax.vmap``) gives one count per solve.
+    """
     drop = relaxed.energy0 - relaxed.energy
     target = relaxed.energy0 - 0.9 * drop
     # past the last step the trace is NaN, and NaN <= target is False
-    reached = relaxed.energies <= target
-    return jnp.where(drop > 0, jnp.argmax(reached), 0)
+    reached = relaxed.energies <= target[..., None]
+    return jnp.where(drop > 0, jnp.argmax(reached, axis=-1), 0)
 
 
 __all__ = ["ProjectedGradient", "Relaxed", "relax", "delta_f90", "default_tolerance"]
