@@ -47,7 +47,7 @@ SMALL = {
     "sequence-redemption": ["trials=3", "task.length=8", "task.n_planted=2", "task.n_controls=2"],
     "gated-expansion": ["trials=5", "samples=[2, 4]", "sigmas=[1.0]", "costs=[0.5]"],
     "coordinator-oracle": ["modules=6", "betas=[0.01, 0.001]", "ep_steps=200"],
-    "coordinator-learn": ["steps=2", "train_trials=2", "eval_trials=4", "length=8",
+    "coordinator-learn": ["steps=2", "train_trials=2", "eval_trials=4", "length=12",
                           "relax_steps=100", "bptt_steps=100"],
     "gle-shakespeare": ["steps=2", "eval_every=1", "cos_every=1", "eval_batch=2", "batch=2",
                         "seq_len=3", "model.d_model=4", "model.heads=1"],
