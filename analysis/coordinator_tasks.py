@@ -51,7 +51,7 @@ import numpy as np
 
 from flowsim import RESULTS
 from flowsim.coordinator import Coordinator, GateBenefit, Landau, OneSided, Quadratic
-from flowsim.coordinator.relax import _relax, delta_f90
+from flowsim.coordinator.relax import delta_f90, relax
 
 ORDINARY, PLANTED, CONTROL, PLANTED_REF, AGREE_REF, WEAK_REF = range(6)
 KINDS = ("ordinary", "planted", "control", "planted_ref", "agree_ref", "weak_ref")
@@ -185,7 +185,7 @@ _WEIGHT_PARAMETERS = {
 def _solve_batch(arrays, start, solver, t, weights):
     def solve(trial, eta0):
         energy = build_sequence_coordinator(trial, prefix=t, **weights)
-        return _relax(energy, energy, eta0, solver)
+        return relax(energy, eta0, solver)
 
     return jax.vmap(solve)(arrays, start)
 

@@ -45,7 +45,7 @@ from scipy import stats
 
 import flowsim.coordinator as fc
 from flowsim import RESULTS, result_name
-from flowsim.coordinator.relax import _relax
+from flowsim.coordinator.relax import relax
 from flowsim.run import Section, StudyConfig
 
 from .common import save_figure
@@ -185,7 +185,7 @@ def continuation(a_grid, b, h, eta_up0, eta_down0, solver):
 
     def step(eta, pair):
         energy = landau(jnp.repeat(pair, trials), b, h)  # traced a: checked by the Config
-        r = _relax(energy, energy, eta, solver)
+        r = relax(energy, eta, solver)
         return r.eta, (r.eta, r.result == RESULTS.successful, r.steps)
 
     pairs = jnp.stack([a_grid, a_grid[::-1]], axis=1)

@@ -163,13 +163,13 @@ def test_delta_f90_counts_from_the_initial_energy():
 
 
 def test_relaxation_vmaps_over_systems():
-    from flowsim.coordinator.relax import _relax
+    from flowsim.coordinator.relax import relax
 
     a = jnp.array([-1.0, -0.5, 0.3])
 
     def one(a_value):
         system = Coordinator(2, [Landau(jnp.arange(2), a_value, 1.0), Quadratic([0], [1], 0.5)])
-        return _relax(system, system, jnp.array([0.4, 0.6]), TIGHT).eta
+        return relax(system, jnp.array([0.4, 0.6]), TIGHT).eta
 
     batched = jax.vmap(one)(a)
     for k in range(a.size):

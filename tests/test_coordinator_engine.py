@@ -12,7 +12,12 @@ import numpy as np
 from flowsim.studies.coordinator_oracle import build, random_system
 
 import flowsim
-from flowsim.coordinator import ProjectedGradient, ProjectedResidualField, relax
+from flowsim.coordinator import (
+    MonotoneRelaxation,
+    ProjectedGradient,
+    ProjectedResidualField,
+    relax,
+)
 
 N = 8
 SOLVER = flowsim.EquilibriumSolver(relax_steps=200, dt=0.2)
@@ -61,3 +66,25 @@ def test_implicit_oracle_matches_finite_differences_and_ep_converges_to_it():
         errors.append(float(jnp.linalg.norm(ep - oracle) / jnp.linalg.norm(oracle)))
     # symmetric EP: the error falls as β², a factor 100 per decade
     assert errors[1] < 1e-5 and 50 < errors[0] / errors[1] < 200
+
+
+def test_monotone_warm_start_finds_the_minimum_where_newton_finds_the_maximum():
+    # E = a(η − ½)² + (η − ½)⁴, a < 0: a maximum at ½, minima at ½ ± √(−a/2). Newton from
+    # near ½ converges to the maximum (the engine reports it unstable); the monotone
+    # relaxation cannot climb to it, and Newton then polishes the minimum.
+    field = ProjectedResidualField(lambda z, a, x: jnp.sum(a * (z - 0.5) ** 2 + (z - 0.5) ** 4))
+    a, z0 = jnp.asarray(-0.18), jnp.array([0.5 + 1e-3])
+    newton = flowsim.EquilibriumSolver(relax_steps=0, retries=0)
+    z, info = flowsim.equilibrium(field, z0, a, None, newton)
+    assert flowsim.result_name(info["result"]) == "unstable_equilibrium"
+    np.testing.assert_allclose(float(z[0]), 0.5, atol=1e-10)
+    polished = flowsim.EquilibriumSolver(warm_start=MonotoneRelaxation())
+    z, info = flowsim.equilibrium(field, z0, a, None, polished)
+    assert flowsim.result_name(info["result"]) == "successful"
+    np.testing.assert_allclose(float(z[0]), 0.5 + np.sqrt(0.09), atol=1e-12)
+    # and the oracle through it: L = η*, dη*/da = −¼ (−a/2)^(−½) = −0.8333…
+    problem = flowsim.Problem(field, lambda z, y: jnp.sum(z))
+    grad, info = flowsim.gradient(flowsim.Implicit(equilibrium=polished), problem, z0, a, None,
+                                  None)
+    assert flowsim.result_name(info["result"]) == "successful"
+    np.testing.assert_allclose(float(grad), -0.25 / 0.3, rtol=1e-9)

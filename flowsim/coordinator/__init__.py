@@ -6,9 +6,11 @@ gradient are a few gathers and segment sums under jit at any n
 (:mod:`.system`). 𝓕 is relaxed by a monotone projected-gradient solver
 (:mod:`.relax`) or by the projected gradient flow as a diffrax ODE
 (:mod:`.flow`); the engine's equilibrium, spectral and oracle tools see it
-through :class:`ProjectedResidualField`.
+through :class:`ProjectedResidualField`, with :class:`MonotoneRelaxation`
+as their warm start.
 """
 
+from .fast import MonotoneRelaxation
 from .flow import ProjectedGradientFlow, ProjectedSolver, flow, tangent_field
 from .gate import gate, hazard_gate
 from .relax import ProjectedGradient, Relaxed, delta_f90, relax
@@ -24,6 +26,6 @@ from .terms import (
 )
 
 __all__ = ["AbstractTerm", "AsymmetricHinge", "Coordinator", "DirectedHinge", "GateBenefit",
-           "Landau", "OneSided", "ProjectedGradient", "ProjectedGradientFlow",
+           "Landau", "MonotoneRelaxation", "OneSided", "ProjectedGradient", "ProjectedGradientFlow",
            "ProjectedResidualField", "ProjectedSolver", "Quadratic", "Relaxed", "check_state",
            "delta_f90", "flow", "gate", "hazard_gate", "relax", "stationarity", "tangent_field"]

@@ -100,18 +100,22 @@ def default_tolerance(dtype):
 @eqx.filter_jit
 def _relax(energy, step_energy, eta0, solver):
     dtype = eta0.dtype
+    # None: step on the user's 𝓕. Decided by the caller, because `step_energy is energy`
+    # is always False here: filter_jit rebuilds each pytree argument (a Coordinator)
+    # separately, and 𝓕 was then evaluated twice per trial step.
+    same = step_energy is None
+    step_energy = energy if same else step_energy
     user_value_and_grad = jax.value_and_grad(energy)
     step_value_and_grad = jax.value_and_grad(step_energy)
     f0, g0 = step_value_and_grad(eta0)
     u0 = energy(eta0)
     tol = default_tolerance(dtype) if solver.tol is None else jnp.asarray(solver.tol, dtype)
     trace = jnp.full(solver.max_steps + 1, jnp.nan, dtype).at[0].set(u0)
-    same = step_energy is energy
 
     def measure(eta, grad):
         return jnp.max(jnp.abs(_projected_step(eta, grad)))
 
-    def line_search(eta, f, u, g, s0):
+    def line_search(eta, f, u, g, s0, worst, active):
         def try_step(s):
             cand = jnp.clip(eta - s * g, 0.0, 1.0)
             fc, gc = step_value_and_grad(cand)
@@ -120,12 +124,14 @@ def _relax(energy, step_energy, eta0, solver):
             # At the roundoff floor 𝓕 cannot tell a better state from a worse one; a
             # step that leaves 𝓕 unchanged is taken only if it is closer to stationary
             # (so the loop cannot cycle on a flat energy), never one that raises it.
-            floor = (fc == f) & (measure(cand, gc) < measure(eta, g))
+            floor = (fc == f) & (measure(cand, gc) < worst)
             ok = (armijo | floor) & (uc <= u) & jnp.isfinite(fc) & jnp.isfinite(uc)
             return cand, fc, uc, gc, ok
 
         def cond(c):
-            return ~c[5] & (c[6] <= solver.max_backtracks)
+            # under vmap a solve that has stopped still runs this loop with the others:
+            # one trial, not max_backtracks halvings (its result is discarded anyway)
+            return active & ~c[5] & (c[6] <= solver.max_backtracks)
 
         def body(c):
             s = c[0] * 0.5
@@ -138,8 +144,8 @@ def _relax(energy, step_energy, eta0, solver):
         return (c[-1] == RESULTS.successful) & (c[0] < solver.max_steps) & (c[6] > tol)
 
     def body(c):
-        k, eta, f, u, g, s, _, evals, trace, running = c
-        s_used, cand, fc, uc, gc, ok, tries = line_search(eta, f, u, g, s)
+        k, eta, f, u, g, s, worst, evals, trace, running = c
+        s_used, cand, fc, uc, gc, ok, tries = line_search(eta, f, u, g, s, worst, cond(c))
         dx, dg = cand - eta, gc - g
         curvature = jnp.vdot(dx, dg)
         s_bb = jnp.where(curvature > 0, jnp.vdot(dx, dx) / jnp.where(curvature > 0, curvature, 1),
@@ -185,7 +191,7 @@ def relax(energy, eta0, solver: ProjectedGradient = ProjectedGradient(), *, step
     # Python floats would be static under filter_jit: a new tolerance would recompile.
     solver = jax.tree.map(lambda v: jnp.asarray(v, eta0.dtype) if isinstance(v, float) else v,
                           solver)
-    return _relax(energy, energy if step_energy is None else step_energy, eta0, solver)
+    return _relax(energy, step_energy, eta0, solver)
 
 
 def delta_f90(relaxed: Relaxed):

@@ -52,6 +52,15 @@ def _concrete(*arrays):
     return not any(isinstance(a, jax.core.Tracer) for a in arrays)
 
 
+def _prefix(index):
+    """k when ``index`` is concretely 0, 1, …, k − 1 (read by a slice, whose gradient is a pad,
+    not a scatter-add), else None."""
+    if not _concrete(index):
+        return None
+    index = np.asarray(index)
+    return index.size if np.array_equal(index, np.arange(index.size)) else None
+
+
 def _check_indices(name, index, n):
     index = np.asarray(index)
     bad = (index < 0) | (index >= n)
@@ -108,15 +117,17 @@ class Landau(AbstractTerm):
     b: jax.Array
     h: jax.Array
     weight: jax.Array
+    prefix: int | None = eqx.field(static=True)
 
     def __init__(self, index, a, b, h=0.0, weight=1.0):
         self.index = _index(index)
+        self.prefix = _prefix(index)
         shape = self.index.shape
         self.a, self.b, self.h, self.weight = (jnp.broadcast_to(_array(v), shape)
                                                for v in (a, b, h, weight))
 
     def values(self, eta):
-        x = eta[self.index]
+        x = eta[self.index] if self.prefix is None else eta[: self.prefix]
         x2 = x * x
         return self.a * x2 + self.b * x2 * x2 - self.h * x
 
