@@ -57,7 +57,11 @@ import optax
 from pydantic import Field
 
 import flowsim
-from flowsim.coordinator import MonotoneRelaxation, ProjectedGradient, ProjectedResidualField
+from flowsim.coordinator import (
+    MonotoneRelaxation,
+    ProjectedGradient,
+    ProjectedResidualField,
+)
 from flowsim.run import StudyConfig
 
 from .common import save_figure

@@ -49,6 +49,9 @@ SMALL = {
     "coordinator-oracle": ["modules=6", "betas=[0.01, 0.001]", "ep_steps=200"],
     "coordinator-learn": ["steps=2", "train_trials=2", "eval_trials=4", "length=12",
                           "relax_steps=100", "bptt_steps=100"],
+    "coordinator-scale": ["sizes=[32]", "dtype=float64", "sweep_n=32", "sweep_points=2",
+                          "repeats=1"],
+    "connectivity-shift": ["sizes=[4]", "trials=4", "p_points=3", "resamples=20"],
     "gle-shakespeare": ["steps=2", "eval_every=1", "cos_every=1", "eval_batch=2", "batch=2",
                         "seq_len=3", "model.d_model=4", "model.heads=1"],
 }

@@ -15,12 +15,21 @@ or, at the roundoff floor where 𝓕(η⁺) = 𝓕(η) to the last bit, for whic
 
 If every halving fails the state is not moved and the solve stops with
 ``line_search_failed``: it never takes a step that raises the energy, so the
-state it returns is always the best it found. The first trial step s₀ is
-the Barzilai–Borwein step ΔηᵀΔη / ΔηᵀΔg of the last accepted move (clipped
-to [``step_min``, ``step_max``]; ``step`` when the curvature is not
-positive), which makes the method the monotone spectral projected gradient
-of Birgin, Martínez & Raydan (2000); ``barzilai_borwein=False`` keeps the
-fixed trial ``step`` (the projected Euler step of the flow, when accepted).
+state it returns is always the best it found. The first trial step s₀
+(``trial_step``) comes from the last accepted move Δη, Δg by Barzilai–Borwein:
+
+    "long"         ΔηᵀΔη / ΔηᵀΔg   (BB1: the monotone spectral projected
+                                    gradient of Birgin, Martínez & Raydan 2000)
+    "short"        ΔηᵀΔg / ΔgᵀΔg   (BB2)
+    "alternating"  BB1 on even steps, BB2 on odd ones (Dai & Fletcher 2005)
+    "fixed"        ``step`` always (the projected Euler step of the flow,
+                   when accepted)
+
+clipped to [``step_min``, ``step_max``], and ``step`` when the curvature
+ΔηᵀΔg is not positive. The long step alone is often rejected by the
+monotone test (a second evaluation); alternating keeps its speed with fewer
+rejections (random graph of 10⁵ modules, tol 1e-5: 136 steps and 172
+evaluations against BB1's 220 and 421; see README, Performance).
 The whole solve is one ``lax.while_loop`` under jit, vmappable over
 coordinators and starts.
 
@@ -48,6 +57,8 @@ import jax.numpy as jnp
 from .._results import RESULTS
 from .system import check_state
 
+TRIAL_STEPS = ("alternating", "long", "short", "fixed")
+
 
 class ProjectedGradient(eqx.Module):
     """Options of :func:`relax` (see the module docstring)."""
@@ -55,13 +66,15 @@ class ProjectedGradient(eqx.Module):
     max_steps: int = eqx.field(static=True, default=10_000)
     tol: float | None = None
     step: float = 1.0
-    barzilai_borwein: bool = eqx.field(static=True, default=True)
+    trial_step: str = eqx.field(static=True, default="alternating")
     step_min: float = 1e-10
     step_max: float = 1e10
     armijo: float = 1e-4
     max_backtracks: int = eqx.field(static=True, default=50)
 
     def __check_init__(self):
+        if self.trial_step not in TRIAL_STEPS:
+            raise ValueError(f"trial_step must be one of {TRIAL_STEPS}, got {self.trial_step!r}")
         if self.max_steps < 1 or self.max_backtracks < 0:
             raise ValueError("max_steps must be >= 1 and max_backtracks >= 0")
 
@@ -90,6 +103,20 @@ class Relaxed(eqx.Module):
 
 def _projected_step(eta, grad):
     return jnp.clip(eta - grad, 0.0, 1.0) - eta
+
+
+def _trial_step(solver, k, dx, dg):
+    """The next first trial step from the last accepted move (see the module docstring)."""
+    if solver.trial_step == "fixed":
+        return jnp.asarray(solver.step)
+    curvature = jnp.vdot(dx, dg)
+    positive = curvature > 0
+    safe = jnp.where(positive, curvature, 1)
+    long = jnp.vdot(dx, dx) / safe
+    short = safe / jnp.where(positive, jnp.vdot(dg, dg), 1)
+    bb = {"long": long, "short": short,
+          "alternating": jnp.where(k % 2 == 0, long, short)}[solver.trial_step]
+    return jnp.where(positive, bb, solver.step)
 
 
 def default_tolerance(dtype):
@@ -147,11 +174,8 @@ def _relax(energy, step_energy, eta0, solver):
         k, eta, f, u, g, s, worst, evals, trace, running = c
         s_used, cand, fc, uc, gc, ok, tries = line_search(eta, f, u, g, s, worst, cond(c))
         dx, dg = cand - eta, gc - g
-        curvature = jnp.vdot(dx, dg)
-        s_bb = jnp.where(curvature > 0, jnp.vdot(dx, dx) / jnp.where(curvature > 0, curvature, 1),
-                         solver.step)
-        s_next = jnp.clip(s_bb if solver.barzilai_borwein else solver.step,
-                          solver.step_min, solver.step_max).astype(dtype)
+        s_next = jnp.clip(_trial_step(solver, k, dx, dg), solver.step_min,
+                          solver.step_max).astype(dtype)
         eta, f, u, g = (jnp.where(ok, new, old) for new, old in
                         ((cand, eta), (fc, f), (uc, u), (gc, g)))
         k = k + ok.astype(k.dtype)
@@ -206,4 +230,4 @@ def delta_f90(relaxed: Relaxed):
     return jnp.where(drop > 0, jnp.argmax(reached, axis=-1), 0)
 
 
-__all__ = ["ProjectedGradient", "Relaxed", "relax", "delta_f90", "default_tolerance"]
+__all__ = ["TRIAL_STEPS", "ProjectedGradient", "Relaxed", "relax", "delta_f90", "default_tolerance"]
