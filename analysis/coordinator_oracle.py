@@ -96,7 +96,7 @@ def run(config, ctx):
     tight = ProjectedGradient(tol=1e-11)
 
     relaxed = relax(build(arrays, theta), eta0, tight)
-    solver = flowsim.EquilibriumSolver(relax_steps=200, dt=0.2)
+    solver = flowsim.EquilibriumSolver(relax_steps=200, dt=0.2, retries=0)  # one Newton compiled
     z_star, info = flowsim.equilibrium(field, eta0, theta, None, solver)
     free = (np.asarray(z_star) > 1e-9) & (np.asarray(z_star) < 1 - 1e-9)
 

@@ -20,7 +20,7 @@ from flowsim.coordinator import (
 )
 
 N = 8
-SOLVER = flowsim.EquilibriumSolver(relax_steps=200, dt=0.2)
+SOLVER = flowsim.EquilibriumSolver(relax_steps=200, dt=0.2, retries=0)  # one Newton to compile
 
 
 def _setup():
