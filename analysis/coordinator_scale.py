@@ -1,7 +1,7 @@
 r"""coordinator-scale: per-step cost and time to stationarity of the coordinator, n = 32 … 10⁶.
 
 For each n in ``sizes`` and each dtype, one seeded random sparse system
-(:func:`coordinator_graphs.random_system`: n Landau modules, ``edges_per_module``·n
+(:func:`flowsim.coordinator.scaling.random_system`: n Landau modules, ``edges_per_module``·n
 edges dealt to Quadratic, DirectedHinge and GateBenefit couplings) is
 relaxed from a seeded η₀ ~ U(0, 1)ⁿ by the engine's projected gradient
 (``flowsim.coordinator.relax``'s jitted solver, compiled ahead) until
@@ -51,10 +51,10 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from flowsim.coordinator import ProjectedGradient
+from flowsim.coordinator.scaling import measure_size, sweep
 from flowsim.run import StudyConfig
 
 from .common import save_figure
-from .coordinator_graphs import measure_size, sweep
 
 SEED_MS_PER_STEP = {32: 1.7, 1024: 54.0, 4096: 234.0}  # the issue author's measurement
 TARGET_SPEEDUP = 1000.0

@@ -2,7 +2,7 @@
 
 One process, one seeded random sparse system per n (n Landau modules and
 2n random edges dealt to Quadratic, DirectedHinge and GateBenefit couplings:
-``flowsim.studies.coordinator_graphs.random_system``), relaxed from a seeded
+``flowsim.coordinator.scaling.random_system``), relaxed from a seeded
 η₀ by ``flowsim.coordinator``'s projected gradient until the projected step's
 ∞-norm is below ``--tol64`` (float64) or ``--tol32`` (float32). Each program is
 compiled ahead and timed after compilation (block_until_ready, median of
@@ -33,9 +33,9 @@ import jax
 jax.config.update("jax_enable_x64", True)
 
 import numpy as np  # noqa: E402
-from flowsim.studies.coordinator_graphs import measure_size, sweep  # noqa: E402
 
 from flowsim.coordinator import ProjectedGradient  # noqa: E402
+from flowsim.coordinator.scaling import measure_size, sweep  # noqa: E402
 
 SEED_MS_PER_STEP = {32: 1.7, 1024: 54.0, 4096: 234.0}
 DTYPES = {"float64": np.float64, "float32": np.float32}

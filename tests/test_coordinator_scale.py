@@ -3,10 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flowsim.studies import coordinator_graphs as cg
 
 import flowsim
 from flowsim.coordinator import ProjectedGradient, relax
+from flowsim.coordinator import scaling as cg
 
 
 def test_random_system_has_the_edges_it_promises():

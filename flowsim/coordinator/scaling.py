@@ -1,4 +1,7 @@
-r"""The scale benchmark's kit: random sparse coordinators, a raw-JAX floor, the timings.
+r"""Coordinators at scale: random sparse systems, a raw-JAX floor, the timing of a relaxation.
+
+Shared by ``benchmarks/bench_coordinator.py`` and the scenario
+``coordinator-scale`` (which may not import each other), and by the tests.
 
 :func:`random_system` draws, from a numpy seed, n Landau modules
 
@@ -40,18 +43,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import flowsim
-from flowsim.coordinator import (
-    Coordinator,
+from .._results import result_name
+from .relax import ProjectedGradient, _relax, default_tolerance
+from .system import Coordinator, check_state
+from .terms import (
     DirectedHinge,
     GateBenefit,
     Landau,
-    ProjectedGradient,
     Quadratic,
-    check_state,
+    weighted_squared_positive_part,
 )
-from flowsim.coordinator.relax import _relax, default_tolerance
-from flowsim.coordinator.terms import weighted_squared_positive_part
 
 A_RANGE, H_MAX, SLOPE_MAX, GATE_K, GATE_COST = (-0.5, 0.5), 0.1, 2.0, 4.0, 0.5
 FAMILIES = 3  # Quadratic, DirectedHinge, GateBenefit
@@ -197,7 +198,7 @@ def measure_size(n: int, edges_per_module: int = 2, seed: int = 0, dtype=np.floa
         "floor_ms": floor_ms, "ratio": ms_per_step / floor_ms,
         "seconds_to_stationarity": seconds, "steps": steps, "evaluations": evaluations,
         "stationarity": float(relaxed.stationarity), "tol": tol,
-        "result": flowsim.result_name(relaxed.result), "energy": float(relaxed.energy),
+        "result": result_name(relaxed.result), "energy": float(relaxed.energy),
         "compile_s": compile_s, "check_s": check_s,
     }
 
@@ -239,9 +240,9 @@ def sweep(n: int, points: int, edges_per_module: int = 2, seed: int = 0, dtype=n
         "separate_seconds": separate_s, "sweep_ratio": batched_s / separate_s,
         "sweep_max_abs_diff": max(float(jnp.max(jnp.abs(v.eta - a.eta))) for v, a in pairs),
         "sweep_same_steps": float(np.mean([int(v.steps) == int(a.steps) for v, a in pairs])),
-        "sweep_same_results": all(flowsim.result_name(v.result) == flowsim.result_name(a.result)
+        "sweep_same_results": all(result_name(v.result) == result_name(a.result)
                                   for v, a in pairs),
-        "sweep_successful": sum(flowsim.result_name(a.result) == "successful" for a in apart),
+        "sweep_successful": sum(result_name(a.result) == "successful" for a in apart),
         "sweep_max_steps": int(jnp.max(together.steps)),
     }, together
 
