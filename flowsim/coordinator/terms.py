@@ -209,15 +209,12 @@ class Quadratic(_Pairwise):
         return (eta[self.i] - eta[self.j]) ** 2
 
 
-class DirectedHinge(_Pairwise):
-    """w max(0, η_j − η_i)²: module i is penalised only for falling below j."""
+class _Hinge(_Pairwise):
+    """w max(0, d)² with d = ``_difference(η)`` per term."""
 
-    def __init__(self, i, j, weight=1.0):
-        self.i, self.j = _index(i), _index(j)
-        self.weight = jnp.broadcast_to(_array(weight), self.i.shape)
-
+    @abc.abstractmethod
     def _difference(self, eta):
-        return eta[self.j] - eta[self.i]
+        """d of every term."""
 
     def values(self, eta):
         d = self._difference(eta)
@@ -227,7 +224,18 @@ class DirectedHinge(_Pairwise):
         return weighted_squared_positive_part(self.weight, self._difference(eta))
 
 
-class AsymmetricHinge(_Pairwise):
+class DirectedHinge(_Hinge):
+    """w max(0, η_j − η_i)²: module i is penalised only for falling below j."""
+
+    def __init__(self, i, j, weight=1.0):
+        self.i, self.j = _index(i), _index(j)
+        self.weight = jnp.broadcast_to(_array(weight), self.i.shape)
+
+    def _difference(self, eta):
+        return eta[self.j] - eta[self.i]
+
+
+class AsymmetricHinge(_Hinge):
     """w max(0, β η_j − α η_i)²."""
 
     alpha: jax.Array
@@ -241,13 +249,6 @@ class AsymmetricHinge(_Pairwise):
 
     def _difference(self, eta):
         return self.beta * eta[self.j] - self.alpha * eta[self.i]
-
-    def values(self, eta):
-        d = self._difference(eta)
-        return _positive(d) * d * d
-
-    def energy(self, eta):
-        return weighted_squared_positive_part(self.weight, self._difference(eta))
 
 
 class GateBenefit(_Pairwise):
