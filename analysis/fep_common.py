@@ -4,10 +4,16 @@ Config keys are flat (as in seeds 000/001): the free energy's weights, the
 Q-flow's tolerances, the optimiser. ``variant`` is the learning rule, from
 the registry's rules of the FEP scheme: ``pure`` (-dF/dθ at q*, the P-flow),
 ``hybrid`` (seed 001's hand-made rules; options in the ``hybrid`` table) or
-``oracle`` (the exact gradient of the prediction loss).
+``oracle`` (the exact gradient of the objective, trained on directly).
+
+The objective is what the oracle differentiates, and what the oracle variant
+learns on: a study on text (``predicts``) takes the prediction (the next
+token of each sequence's last position at the inference equilibrium, the
+honest one); the studies on random tokens, which cannot be predicted, take
+the CE at every position at the clamped q* (the seeds' "train CE").
 """
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import jax
 import optax
@@ -16,7 +22,7 @@ from pydantic import Field
 import flowsim
 from flowsim import fep, train
 from flowsim.run import StudyConfig
-from flowsim.run.registry import RuleContext, build_rule, with_rules
+from flowsim.run.registry import RULES, RuleContext, build_rule, with_rules
 
 
 class FEPModel(StudyConfig):
@@ -28,7 +34,14 @@ class FEPModel(StudyConfig):
     token_scale: float = Field(0.1, gt=0, description="token prior means ~ N(0, token_scale^2)")
     alpha: float = Field(1.0, gt=0, description="self-KL weight")
     lambda_beta: float = Field(1.0, ge=0, description="alignment weight")
-    tau: float = Field(1.0, gt=0, description="decoder temperature")
+    tau: float = Field(1.0, gt=0, description="next-token decoder temperature")
+    lambda_in: float = Field(1.0, ge=0, description="input term weight (0: the seeds' F, "
+                             "inputs only in the initial beliefs)")
+    tau_in: float = Field(1.0, gt=0, description="input decoder temperature")
+    input_bank: Literal[fep.INPUT_BANKS] = Field(
+        "own", description="own: the input term has its own token bank; shared: the output's")
+    learn_sigma: bool = Field(True, description="the priors' and banks' log-sigmas are "
+                              "parameters (false: fixed at 0, sigma = 1)")
     kappa: float = Field(1.0, gt=0, description="attention temperature of beta_ij")
     ce_reduction: Literal[fep.CE_REDUCTIONS] = Field(
         "sum", description="sum, sum_over_BN (seed 001's double normalisation)")
@@ -41,7 +54,9 @@ class FEPModel(StudyConfig):
     newton_max_steps: int = Field(20, ge=1, le=10**4, description="Newton iterations after the Q-flow")
     krylov_max_steps: int = Field(100, ge=1, le=10**6,
                                   description="BiCGStab steps per Newton iteration")
-    predict_time: float = Field(1.0, ge=0, description="Q-flow time of a prediction (targets unseen)")
+    per_window: bool = Field(False, description="each window its own system (its own "
+                             "tolerance; a window that fails drops out, counted) instead of one")
+    predicts: ClassVar[bool] = False  # the objective: see the module docstring
 
 
 class FEPTraining(FEPModel):
@@ -78,7 +93,7 @@ def free_energy(config, lambda_obs=None):
         alpha=config.alpha, lambda_beta=config.lambda_beta,
         lambda_obs=config.lambda_obs if lambda_obs is None else lambda_obs,
         tau=config.tau, kappa=config.kappa, ce_reduction=config.ce_reduction,
-        transport=transport(config))
+        transport=transport(config), lambda_in=config.lambda_in, tau_in=config.tau_in)
 
 
 def qflow(config):
@@ -110,7 +125,8 @@ def rule(config, variant=None, lr=None):
 
 def init(config, key, V=None):
     return fep.init_priors(key, V or config.V, config.N, config.K, transport(config),
-                           token_scale=config.token_scale)
+                           token_scale=config.token_scale, input_bank=config.input_bank,
+                           learn_sigma=config.learn_sigma)
 
 
 def random_batch(config, key):
@@ -124,15 +140,20 @@ def keys(config):
     return jax.random.split(jax.random.PRNGKey(config.seed))
 
 
-def task(config, data, train_batch, val_batch=None, lambda_obs=None):
-    """An FEPTask of this config on ``data`` (FixedBatch or TextWindows)."""
-    return fep.FEPTask(fep.fep_problem(free_energy(config, lambda_obs)), data, train_batch,
-                       val_batch, qflow(config),
-                       fep.predict_solver(config.predict_time, config.qflow_tol,
-                                          config.max_qflow_steps))
+def task(config, data, train_batch, val_batch=None, lambda_obs=None, variant=None):
+    """An FEPTask of this config on ``data`` (FixedBatch or TextWindows): the rule ``variant``
+    (default: the config's) learns on the clamped F, or on the objective when it is the
+    objective's oracle."""
+    fe = free_energy(config, lambda_obs)
+    make = fep.prediction_problem if config.predicts else fep.fep_problem
+    objective = make(fe, config.per_window)
+    on_objective = RULES[variant or config.variant].differentiates_objective
+    learn_on = objective if on_objective else fep.fep_problem(fe, config.per_window)
+    return fep.FEPTask(learn_on, data, train_batch, val_batch, qflow(config), objective)
 
 
 def trainer(config, fep_task, variant=None):
+    """The one loop's trainer of ``variant``; build ``fep_task`` with the same variant."""
     return train.Trainer(fep_task, rule(config, variant), optimizer(config), config.seed)
 
 

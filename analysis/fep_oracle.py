@@ -28,7 +28,8 @@ class Config(fc.SyntheticConfig):
     oracle_every: int = Field(5, ge=1, description="steps between cos_oracle samples")
 
 
-def _train(config, variant, priors, task, ctx, oracle_every):
+def _train(config, variant, priors, x, y, ctx, oracle_every):
+    task = fc.task(config, fep.FixedBatch(x, y), (x, y), variant=variant)
     record = lambda row: ctx.append_metrics({"run": variant, **row})
     return train.fit(
         fc.trainer(config, task, variant), priors, steps=config.steps, eval_every=1,
@@ -43,9 +44,8 @@ def run(config, ctx):
     key_init, key_data = fc.keys(config)
     priors = fc.init(config, key_init)
     x, y = fc.random_batch(config, key_data)
-    task = fc.task(config, fep.FixedBatch(x, y), (x, y))
-    pure = _train(config, "pure", priors, task, ctx, config.oracle_every)
-    oracle = _train(config, "oracle", priors, task, ctx, 0)
+    pure = _train(config, "pure", priors, x, y, ctx, config.oracle_every)
+    oracle = _train(config, "oracle", priors, x, y, ctx, 0)
     plot(pure.rows, oracle.rows, ctx.plot_path("oracle"))
     cos = [r["cos_oracle"] for r in pure.rows if r["cos_oracle"] == r["cos_oracle"]]
     summary = {"cos_min": min(cos), "cos_max": max(cos), "cos_first": cos[0], "cos_last": cos[-1],

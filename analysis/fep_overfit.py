@@ -8,9 +8,9 @@ step), until the train CE at q* is below ``target_ce`` with accuracy 1.0
 
 "train CE" is the seeds' quantity: the decoder's CE at the Q-flow equilibrium
 q* of the full F, whose observation term contains the targets (the beliefs see
-what they are scored on). ``pred_ce``/``pred_acc`` are the honest predictions:
-the Q-flow of F with lambda_obs = 0 from the input tokens' priors for
-``predict_time``, then decoded. The run is "diverged" when F at q* exceeds
+what they are scored on). ``pred_ce``/``pred_acc`` are the honest predictions
+(of random tokens: chance at best): the last position's next token decoded at
+the equilibrium of F without its observation term. The run is "diverged" when F at q* exceeds
 ``diverge_factor`` times its initial value (or is not finite).
 """
 

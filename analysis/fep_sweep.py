@@ -6,7 +6,7 @@ then the rule's optax step), on seed 001's minimal batch. λ_obs is a leaf of
 the free energy (in the task) and lr a leaf of the optax state
 (``optax.inject_hyperparams``), so nothing retraces. Heat maps of the final
 train CE at q* (targets clamped, as in fep-overfit) and of the prediction CE
-(Q-flow without observations for ``predict_time``).
+(the last position's next token at the equilibrium without observations).
 """
 
 from typing import Literal

@@ -102,15 +102,19 @@ def test_free_energy_matches_loop_reference():
     from flowsim.fep import init_priors
 
     V, N, K, B = 5, 3, 2, 2
-    fe = FreeEnergy(alpha=0.7, lambda_beta=1.3, lambda_obs=2.0, tau=0.8, kappa=0.5)
+    fe = FreeEnergy(alpha=0.7, lambda_beta=1.3, lambda_obs=2.0, tau=0.8, kappa=0.5,
+                    lambda_in=0.6, tau_in=1.7)
     pr = init_priors(jax.random.PRNGKey(3), V, N, K, IdentityTransport())
-    pr = pr.__class__(pr.pos_mu + 0.3, pr.pos_log_sigma - 0.1, pr.tok_mu, pr.tok_log_sigma + 0.2, None)
+    pr = pr.__class__(pr.pos_mu + 0.3, pr.pos_log_sigma - 0.1, pr.tok_mu, pr.tok_log_sigma + 0.2,
+                      None, pr.in_mu, pr.in_log_sigma - 0.3)
     mu = jax.random.normal(jax.random.PRNGKey(4), (B, N, K))
     ls = 0.2 * jax.random.normal(jax.random.PRNGKey(5), (B, N, K))
     y = jax.random.randint(jax.random.PRNGKey(6), (B, N), 0, V)
-    m, sig, y_ = np.asarray(mu), np.exp(np.asarray(ls)), np.asarray(y)
+    x = jax.random.randint(jax.random.PRNGKey(7), (B, N), 0, V)
+    m, sig, y_, x_ = np.asarray(mu), np.exp(np.asarray(ls)), np.asarray(y), np.asarray(x)
     pm, ps = np.asarray(pr.pos_mu), np.exp(np.asarray(pr.pos_log_sigma))
     tm, ts = np.asarray(pr.tok_mu), np.exp(np.asarray(pr.tok_log_sigma))
+    rm, rs = np.asarray(pr.in_mu), np.exp(np.asarray(pr.in_log_sigma))
     total = 0.0
     for b in range(B):
         for i in range(N):
@@ -120,15 +124,22 @@ def test_free_energy_matches_loop_reference():
             total += fe.lambda_beta * np.sum(beta * kls)
             logits = np.array([-_np_kl(m[b, i], sig[b, i], tm[v], ts[v]) / fe.tau for v in range(V)])
             total += fe.lambda_obs * (np.log(np.sum(np.exp(logits))) - logits[y_[b, i]])
-    np.testing.assert_allclose(jax.jit(fe)((mu, ls), pr, y), total, rtol=1e-10)
+            own = np.array([-_np_kl(m[b, i], sig[b, i], rm[v], rs[v]) / fe.tau_in for v in range(V)])
+            total += fe.lambda_in * (np.log(np.sum(np.exp(own))) - own[x_[b, i]])
+    np.testing.assert_allclose(jax.jit(fe)((mu, ls), pr, x, y), total, rtol=1e-10)
+    # inference drops exactly the [obs] term
+    obs = jax.jit(fe.terms)((mu, ls), pr, x, y)["ce"]
+    np.testing.assert_allclose(jax.jit(fe)((mu, ls), pr, x), total - fe.lambda_obs * obs,
+                               rtol=1e-10)
     fe_bn = FreeEnergy(alpha=0.7, lambda_beta=1.3, lambda_obs=2.0, tau=0.8, kappa=0.5,
                        ce_reduction="sum_over_BN")
-    ce_sum = jax.jit(fe.terms)((mu, ls), pr, y)["ce"]
-    ce_bn = jax.jit(fe_bn.terms)((mu, ls), pr, y)["ce"]
+    ce_sum = jax.jit(fe.terms)((mu, ls), pr, x, y)["ce"]
+    ce_bn = jax.jit(fe_bn.terms)((mu, ls), pr, x, y)["ce"]
     np.testing.assert_allclose(ce_bn, ce_sum / (B * N), rtol=1e-12)
 
 
-@pytest.mark.parametrize("kwargs", [{"tau": 0.0}, {"tau": -1.0}, {"kappa": 0.0}, {"ce_reduction": "mean"}])
+@pytest.mark.parametrize("kwargs", [{"tau": 0.0}, {"tau": -1.0}, {"kappa": 0.0},
+                                    {"tau_in": 0.0}, {"ce_reduction": "mean"}])
 def test_bad_options_raise(kwargs):
     with pytest.raises(ValueError):
         FreeEnergy(**kwargs)

@@ -1,25 +1,45 @@
-"""The variational free energy of seeds 000/001 and the parameters it depends on.
+r"""The variational free energy of seeds 000/001, with inputs that persist, and its parameters.
 
-For a batch of B sequences of N positions, beliefs q_bi = N(mu_bi, diag sigma_bi^2)
-in K dimensions (z = (mu, log_sigma), each (B, N, K)), and parameters theta =
-`Priors` (position priors p_i, token priors pi_v, transport generators phi):
+For a batch of B sequences of N positions with input tokens x_bi and next
+tokens y_bi = x_b,i+1, beliefs q_bi = N(mu_bi, diag sigma_bi^2) in K dimensions
+(z = (mu, log_sigma), each (B, N, K)), and parameters theta = `Priors`
+(position priors p_i, the output bank pi_v, the input bank rho_v, transport
+generators phi):
 
-    F = alpha    * sum_bi KL(q_bi || p_i)                               [self]
-      + lambda_b * sum_b sum_{j<=i} beta_bij KL(q_bi || Omega_ij q_bj)  [align]
-      + lambda_o * R( sum_bi CE(softmax_v(-KL(q_bi || pi_v)/tau), y_bi) )  [obs]
+    F = alpha     * sum_bi KL(q_bi || p_i)                                 [self]
+      + lambda_b  * sum_b sum_{j<=i} beta_bij KL(q_bi || Omega_ij q_bj)    [align]
+      + lambda_in * sum_bi CE(softmax_v(-KL(q_bi || rho_v)/tau_in), x_bi)  [input]
+      + lambda_o  * R( sum_bi CE(softmax_v(-KL(q_bi || pi_v)/tau), y_bi) )  [obs]
 
     beta_bij = softmax over j <= i of -KL(q_bi || Omega_ij q_bj)/kappa
 
-(seed 001, "Architecture Overview"; seed 000, "Token Priors Must Be Differentiable").
-beta is a function of q and is differentiated through; nothing is detached.
+(seed 001, "Architecture Overview"; seed 000, "Token Priors Must Be
+Differentiable"). beta is a function of q and is differentiated through;
+nothing is detached.
 
-R is the CE reduction: "sum" counts every position's CE once, like the two KL
-terms (the consistent choice); "sum_over_BN" divides the summed CE by B*N while
-the KL terms stay summed: the observation force on each belief is then 1/(B N)
-of its own CE gradient, which is what seed 001 Issue #2 found the original code
-doing ("grad_mu + lambda_obs * grad_mu_ce / (B * N)" on a sum-reduced CE).
+The generative model reads: a latent z_i per position, drawn near its position
+prior p_i and near the (transported) latents of the positions before it, emits
+its own token x_i through the input bank rho and the next token y_i through
+the output bank pi. The [input] term is the input's likelihood: it is present
+at inference as in training, so the equilibrium beliefs keep the inputs. The
+seeds' F had no [input] term; its inputs entered only through the initial
+beliefs, which a Q-flow run to equilibrium forgets (lambda_in = 0 reproduces
+it). The [obs] term holds the next tokens: it is present in training (the
+"clamped" F) and absent at inference (``targets=None``), where the prediction
+is decode(q*) through pi.
 
-Inputs enter only through the initial beliefs, q_bi(0) = pi_{x_bi} (`init_beliefs`).
+``rho`` is the model's own bank when ``Priors.in_mu`` is set and the shared
+bank pi otherwise (seed 000's single PriorBank). The log-sigmas of the
+position priors and of the banks are parameters when present and fixed at 0
+(sigma = 1; the temperatures tau, tau_in set the decoders' precision) when
+None: a bank's learned sigmas are per-token temperatures.
+
+R is the CE reduction: "sum" counts every position's CE once, like the other
+terms (the consistent choice); "sum_over_BN" divides the summed CE by B*N
+while the rest stays summed: the observation force on each belief is then
+1/(B N) of its own CE gradient, which is what seed 001 Issue #2 found the
+original code doing ("grad_mu + lambda_obs * grad_mu_ce / (B * N)" on a
+sum-reduced CE).
 """
 
 from __future__ import annotations
@@ -34,39 +54,75 @@ from .kl import kl_log_sigma, kl_logits
 from .transport import AbstractTransport, IdentityTransport
 
 CE_REDUCTIONS = ("sum", "sum_over_BN")
+INPUT_BANKS = ("own", "shared")
 
 
 class Priors(eqx.Module):
-    """theta: everything the P-flow learns. pos_*: (N, K); tok_*: (V, K); phi: (N, K, K) or None."""
+    """theta: everything the P-flow learns. pos_*: (N, K); tok_* (output bank) and in_*
+    (input bank): (V, K); phi: (N, K, K). A None log-sigma is fixed at 0; in_mu None: the
+    input term uses the output bank."""
 
     pos_mu: Array
-    pos_log_sigma: Array
+    pos_log_sigma: Array | None
     tok_mu: Array
-    tok_log_sigma: Array
+    tok_log_sigma: Array | None
     phi: Array | None = None
+    in_mu: Array | None = None
+    in_log_sigma: Array | None = None
+
+
+def _log_sigma(log_sigma, mu):
+    return jnp.zeros_like(mu) if log_sigma is None else log_sigma
+
+
+def position_prior(priors: Priors):
+    """(mu, log_sigma) of the position priors, (N, K) each."""
+    return priors.pos_mu, _log_sigma(priors.pos_log_sigma, priors.pos_mu)
+
+
+def output_bank(priors: Priors):
+    """(mu, log_sigma) of pi, the bank that decodes the next token, (V, K) each."""
+    return priors.tok_mu, _log_sigma(priors.tok_log_sigma, priors.tok_mu)
+
+
+def input_bank(priors: Priors):
+    """(mu, log_sigma) of rho, the bank the input term uses: its own, or pi."""
+    if priors.in_mu is None:
+        return output_bank(priors)
+    return priors.in_mu, _log_sigma(priors.in_log_sigma, priors.in_mu)
 
 
 def init_priors(key, V: int, N: int, K: int, transport: AbstractTransport, *,
-                token_scale: float = 1.0, dtype=jnp.float64) -> Priors:
-    """Token means ~ N(0, token_scale^2), all sigmas 1, position means 0, phi 0."""
+                token_scale: float = 1.0, input_bank: str = "own", learn_sigma: bool = True,
+                dtype=jnp.float64) -> Priors:
+    """Token means ~ N(0, token_scale^2) (each bank its own draw), sigmas 1, position means 0,
+    phi 0; ``learn_sigma=False`` leaves the log-sigmas out of theta (fixed at 0)."""
     if int(V) < 2:
         raise ValueError(f"vocabulary size V must be >= 2, got {V}")
     if int(K) < 1:
         raise ValueError(f"belief dimension K must be >= 1, got {K}")
     if int(N) < 1:
         raise ValueError(f"sequence length N must be >= 1, got {N}")
+    if input_bank not in INPUT_BANKS:
+        raise ValueError(f"input_bank must be one of {INPUT_BANKS}, got {input_bank!r}")
+    k_out, k_in = jax.random.split(key)
+    sigma = (lambda shape: jnp.zeros(shape, dtype)) if learn_sigma else (lambda shape: None)
+    own = input_bank == "own"
     return Priors(
         pos_mu=jnp.zeros((N, K), dtype),
-        pos_log_sigma=jnp.zeros((N, K), dtype),
-        tok_mu=token_scale * jax.random.normal(key, (V, K), dtype),
-        tok_log_sigma=jnp.zeros((V, K), dtype),
+        pos_log_sigma=sigma((N, K)),
+        tok_mu=token_scale * jax.random.normal(k_out, (V, K), dtype),
+        tok_log_sigma=sigma((V, K)),
         phi=transport.init_generators(N, K, dtype),
+        in_mu=token_scale * jax.random.normal(k_in, (V, K), dtype) if own else None,
+        in_log_sigma=sigma((V, K)) if own else None,
     )
 
 
 def init_beliefs(priors: Priors, tokens):
-    """q(0) at the input tokens' priors: z0 = (pi_mu[x], pi_log_sigma[x])."""
-    return (priors.tok_mu[tokens], priors.tok_log_sigma[tokens])
+    """q(0) at the input tokens' priors in the input bank: z0 = (rho_mu[x], rho_log_sigma[x])."""
+    mu, log_sigma = input_bank(priors)
+    return (mu[tokens], log_sigma[tokens])
 
 
 def _is_number(x):
@@ -74,7 +130,11 @@ def _is_number(x):
 
 
 class FreeEnergy(eqx.Module):
-    """F(z, theta; y) with its weights and options. Scalars may be arrays (vmap over them)."""
+    """F(z, theta; x, y) with its weights and options. Scalars may be arrays (vmap over them).
+
+    ``fe(z, priors, tokens, targets)`` is the clamped F of training; with
+    ``targets=None`` it is F at inference, without the [obs] term.
+    """
 
     alpha: float = 1.0
     lambda_beta: float = 1.0
@@ -83,20 +143,29 @@ class FreeEnergy(eqx.Module):
     kappa: float = 1.0
     ce_reduction: str = eqx.field(static=True, default="sum")
     transport: AbstractTransport = IdentityTransport()
+    lambda_in: float = 1.0
+    tau_in: float = 1.0
 
     def __check_init__(self):
         if self.ce_reduction not in CE_REDUCTIONS:
             raise ValueError(f"ce_reduction must be one of {CE_REDUCTIONS}, got {self.ce_reduction!r}")
-        for name in ("tau", "kappa"):
+        for name in ("tau", "tau_in", "kappa"):
             v = getattr(self, name)
             if _is_number(v) and not v > 0:
                 raise ValueError(f"{name} must be > 0, got {v}")
 
     # --- the pieces -------------------------------------------------------------
     def logits(self, z, priors: Priors) -> Array:
-        """Decoder logits -KL(q || pi_v)/tau, (B, N, V)."""
+        """Next-token logits -KL(q || pi_v)/tau, (B, N, V)."""
         mu, log_sigma = z
-        return kl_logits(mu, jnp.exp(log_sigma), priors.tok_mu, jnp.exp(priors.tok_log_sigma), self.tau)
+        bank_mu, bank_log_sigma = output_bank(priors)
+        return kl_logits(mu, jnp.exp(log_sigma), bank_mu, jnp.exp(bank_log_sigma), self.tau)
+
+    def input_logits(self, z, priors: Priors) -> Array:
+        """Own-token logits -KL(q || rho_v)/tau_in, (B, N, V)."""
+        mu, log_sigma = z
+        bank_mu, bank_log_sigma = input_bank(priors)
+        return kl_logits(mu, jnp.exp(log_sigma), bank_mu, jnp.exp(bank_log_sigma), self.tau_in)
 
     def ce_per_position(self, z, priors: Priors, targets) -> Array:
         return optax.softmax_cross_entropy_with_integer_labels(self.logits(z, priors), targets)
@@ -109,7 +178,7 @@ class FreeEnergy(eqx.Module):
 
     def self_kl(self, z, priors: Priors) -> Array:
         mu, log_sigma = z
-        return jnp.sum(kl_log_sigma(mu, log_sigma, priors.pos_mu, priors.pos_log_sigma))
+        return jnp.sum(kl_log_sigma(mu, log_sigma, *position_prior(priors)))
 
     def alignment(self, z, priors: Priors) -> Array:
         mu, log_sigma = z
@@ -119,21 +188,25 @@ class FreeEnergy(eqx.Module):
         beta = jax.nn.softmax(-kl_ij / self.kappa, axis=-1, where=causal)
         return jnp.sum(jnp.where(causal, beta * kl_ij, 0.0))
 
-    def terms(self, z, priors: Priors, targets) -> dict:
-        """Unweighted terms: self-KL, alignment, CE (reduced)."""
-        return {
-            "self_kl": self.self_kl(z, priors),
-            "align": self.alignment(z, priors),
-            "ce": self.reduce_ce(self.ce_per_position(z, priors, targets)),
-        }
+    def input_ce(self, z, priors: Priors, tokens) -> Array:
+        """sum_bi CE(decode_rho(q_bi), x_bi): how well each belief explains its own token."""
+        logits = self.input_logits(z, priors)
+        return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, tokens))
+
+    def terms(self, z, priors: Priors, tokens, targets=None) -> dict:
+        """Unweighted terms: self-KL, alignment, input CE and (with targets) the reduced CE."""
+        out = {"self_kl": self.self_kl(z, priors), "align": self.alignment(z, priors),
+               "input": self.input_ce(z, priors, tokens)}
+        if targets is not None:
+            out["ce"] = self.reduce_ce(self.ce_per_position(z, priors, targets))
+        return out
 
     def weighted(self, terms: dict) -> Array:
-        return (self.alpha * terms["self_kl"] + self.lambda_beta * terms["align"]
-                + self.lambda_obs * terms["ce"])
+        total = (self.alpha * terms["self_kl"] + self.lambda_beta * terms["align"]
+                 + self.lambda_in * terms["input"])
+        if "ce" in terms:
+            total = total + self.lambda_obs * terms["ce"]
+        return total
 
-    def __call__(self, z, priors: Priors, targets) -> Array:
-        return self.weighted(self.terms(z, priors, targets))
-
-    def without_observations(self) -> "FreeEnergy":
-        """The same F with lambda_obs = 0: the Q-flow of a prediction (targets unseen)."""
-        return eqx.tree_at(lambda f: f.lambda_obs, self, 0.0 * jnp.asarray(self.lambda_obs))
+    def __call__(self, z, priors: Priors, tokens, targets=None) -> Array:
+        return self.weighted(self.terms(z, priors, tokens, targets))

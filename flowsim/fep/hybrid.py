@@ -6,7 +6,9 @@ Seed 000 "Current (HYBRID)" / seed 001 "Fix 3": at the Q-flow's beliefs q*,
 * token means by hand-made rules on the decoder's argmax: attract
   pi_y <- (1 - a) pi_y + a q where the prediction is right, discriminate
   pi_y <- pi_y + a (pi_y - pi_pred) where it is wrong, a = disc_mult * r;
-* token sigmas fixed; transport generators by -dF/dphi.
+* token sigmas fixed; transport generators by -dF/dphi; the input bank (when
+  the model has its own) by -dF/drho, like the generators: the seed has no
+  rule for it.
 
 These are updates, not gradients. The rule returns the pseudo-gradient g with
 θ - lr·g equal to the seed's update for the EMA-managed leaves (g = -Δθ/lr),
@@ -43,9 +45,10 @@ def hybrid_update(fe, priors: Priors, z_star, targets, rate, disc_mult) -> Prior
     push, has_w = _segment_mean(priors.tok_mu[y] - priors.tok_mu[pred], y, V, ~correct)
     tok_mu = jnp.where(has_c[:, None], (1 - a) * priors.tok_mu + a * attract, priors.tok_mu)
     tok_mu = tok_mu + jnp.where(has_w[:, None], a * push, 0.0)
-    return Priors((1 - r) * priors.pos_mu + r * mu.mean(0),
-                  (1 - r) * priors.pos_log_sigma + r * log_sigma.mean(0),
-                  tok_mu, priors.tok_log_sigma, priors.phi)
+    pos_log_sigma = (None if priors.pos_log_sigma is None
+                     else (1 - r) * priors.pos_log_sigma + r * log_sigma.mean(0))
+    return Priors((1 - r) * priors.pos_mu + r * mu.mean(0), pos_log_sigma, tok_mu,
+                  priors.tok_log_sigma, priors.phi, priors.in_mu, priors.in_log_sigma)
 
 
 class HybridRule(AbstractRule):
@@ -61,10 +64,11 @@ class HybridRule(AbstractRule):
         phase = fast_phase(self.solver, problem, z0, params, x)
         fe = problem.field.fe
         new = hybrid_update(fe, params, phase.z, x[1], self.rate, self.disc_mult)
-        generators = jax.grad(lambda p: problem.energy(phase.z, p, x))(params).phi
+        by_f = jax.grad(lambda p: problem.energy(phase.z, p, x))(params)
         pseudo = jax.tree.map(lambda old, upd: (old - upd) / self.lr, params, new)
-        grads = Priors(pseudo.pos_mu, pseudo.pos_log_sigma, pseudo.tok_mu,
-                       jnp.zeros_like(params.tok_log_sigma), generators)
+        zeros = None if params.tok_log_sigma is None else jnp.zeros_like(params.tok_log_sigma)
+        grads = Priors(pseudo.pos_mu, pseudo.pos_log_sigma, pseudo.tok_mu, zeros, by_f.phi,
+                       by_f.in_mu, by_f.in_log_sigma)
         loss = problem.objective(phase.z, params, y, phase.weights)
         return finish(grads, phase, loss, phase.summary["residual"], phase.summary["matvecs"])
 

@@ -18,7 +18,7 @@ never sees a name: studies build objects and pass them in.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, create_model
 
@@ -51,7 +51,14 @@ class RuleContext:
 
 
 class RuleOptions(Section):
-    """A rule's options (a config table) and how to build the rule from them."""
+    """A rule's options (a config table) and how to build the rule from them.
+
+    ``differentiates_objective``: the rule is the exact gradient of the task's
+    objective, so a task whose rules learn on another problem (FEP's clamped F)
+    trains it on the objective itself.
+    """
+
+    differentiates_objective: ClassVar[bool] = False
 
     def build(self, context: RuleContext):
         raise NotImplementedError
@@ -122,6 +129,8 @@ class ForwardOptions(RuleOptions):
 @register("implicit", "oracle", schemes=("equilibrium", "fep"))
 class ImplicitOptions(RuleOptions):
     """The oracle: the exact gradient of L(z*)."""
+
+    differentiates_objective: ClassVar[bool] = True
 
     def build(self, context):
         import flowsim

@@ -10,7 +10,7 @@ a row describes θ_k:
 
 ``loss``, ``failed_samples`` and ``matvecs`` are the step's rule ``info`` on
 batch k; ``cos_oracle`` = cos(ĝ_k, g*_k) against the oracle's gradient on the
-same batch, and ``cos_oracle_<name>`` = cos(g_name, g*_k) for each reference
+same batch (of the task's ``oracle_problem``), and ``cos_oracle_<name>`` = cos(g_name, g*_k) for each reference
 rule (NaN without an oracle). After a row is recorded, and when k is a
 multiple of ``checkpoint_every`` (or S), (θ_k, optimiser state) is
 checkpointed. A resumed run restarts from the last checkpoint with the rows
@@ -171,12 +171,15 @@ def cosines(trainer, params, grads, step, oracle, references) -> dict:
 
 @eqx.filter_jit
 def reference_gradients(task, rules, data_key, params, step):
-    """The gradients of ``rules`` on the batch of ``step`` (in float64 when x64 is on)."""
+    """The gradients of ``rules`` on the batch of ``step`` (in float64 when x64 is on): the
+    first, the oracle, of the task's ``oracle_problem``, the others of its ``problem``."""
     x, y = batch(task, data_key, step)
     if jax.config.jax_enable_x64:
         params = cast(params, jnp.float64)
     z0 = task.initial_state(params, x)
-    return [_gradient(rule, task.problem, z0, params, x, y, None)[0] for rule in rules]
+    problems = [task.oracle_problem] + [task.problem] * (len(rules) - 1)
+    return [_gradient(rule, problem, z0, params, x, y, None)[0]
+            for rule, problem in zip(rules, problems)]
 
 
 __all__ = ["Outcome", "fit", "cosines", "reference_gradients"]
