@@ -54,8 +54,8 @@ class FEPModel(StudyConfig):
     newton_max_steps: int = Field(20, ge=1, le=10**4, description="Newton iterations after the Q-flow")
     krylov_max_steps: int = Field(100, ge=1, le=10**6,
                                   description="BiCGStab steps per Newton iteration")
-    per_window: bool = Field(False, description="each window its own system (its own "
-                             "tolerance; a window that fails drops out, counted) instead of one")
+    per_window: bool = Field(True, description="each window its own system (its own "
+                             "tolerance; a window that fails drops out, counted); false: one")
     predicts: ClassVar[bool] = False  # the objective: see the module docstring
 
 
