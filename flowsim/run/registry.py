@@ -197,5 +197,213 @@ class HybridOptions(RuleOptions):
         return HybridRule(context.fast, rate=self.rate, disc_mult=self.disc_mult, lr=context.lr)
 
 
+# --- the dynamical systems of continuation and Lyapunov studies ------------------------
+
+SYSTEMS: dict[str, type[SystemOptions]] = {}
+
+
+class SystemOptions(Section):
+    """A shipped system's constants (a config table) and how to build it.
+
+    ``parameters``: the names of its params that continuation can follow and
+    differentiate bifurcation points by. ``build`` returns ``(system, params)``,
+    params a dict of floats (arrays for a network's weights).
+    """
+
+    parameters: ClassVar[tuple[str, ...]] = ()
+
+    def build(self, seed: int = 0):
+        raise NotImplementedError
+
+
+def register_system(name: str):
+    """Register a :class:`SystemOptions` under ``name``."""
+
+    def decorate(cls):
+        if name in SYSTEMS:
+            raise ValueError(f"system {name!r} is registered twice")
+        SYSTEMS[name] = cls
+        return cls
+
+    return decorate
+
+
+def with_systems(base: type[Section], key: str, default: str, name: str,
+                 choices: tuple[str, ...] | None = None):
+    """``base`` plus a ``key`` choosing a system and one table of constants per system."""
+    choices = tuple(SYSTEMS) if choices is None else choices
+    tables = {system.replace("-", "_"): (SYSTEMS[system], SYSTEMS[system]())
+              for system in choices}
+    return create_model(name, __base__=base, **{key: (Literal[choices], default)}, **tables)
+
+
+def build_system(name: str, config, seed: int = 0):
+    """``(system, params)`` of system ``name`` with the constants of ``config``'s table."""
+    options = getattr(config, name.replace("-", "_"), None)
+    if options is None:
+        options = SYSTEMS[name]()
+    return options.build(seed)
+
+
+def _constants(options, names):
+    return {k: float(getattr(options, k)) for k in names}
+
+
+@register_system("bratu")
+class BratuOptions(SystemOptions):
+    """u'' + lambda e^u = 0 by finite differences; starts at u = 0 (lambda = 0)."""
+
+    parameters: ClassVar[tuple[str, ...]] = ("lambda",)
+    n: int = Field(100, ge=1, le=10**7, description="interior grid points")
+
+    def build(self, seed=0):
+        from flowsim.systems import Bratu
+
+        return Bratu(self.n), {"lambda": 0.0}
+
+
+@register_system("lorenz")
+class LorenzOptions(SystemOptions):
+    """Lorenz; starts on C+ (x, y > 0), or at the origin with branch = "origin"."""
+
+    parameters: ClassVar[tuple[str, ...]] = ("sigma", "rho", "beta")
+    sigma: float = 10.0
+    rho: float = 28.0
+    beta: float = Field(8.0 / 3.0, gt=0)
+    branch: Literal["nontrivial", "origin"] = "nontrivial"
+
+    def build(self, seed=0):
+        from flowsim.systems import Lorenz
+
+        return Lorenz(self.branch), _constants(self, self.parameters)
+
+
+@register_system("brusselator")
+class BrusselatorOptions(SystemOptions):
+    """The Brusselator; starts at its equilibrium (a, b/a)."""
+
+    parameters: ClassVar[tuple[str, ...]] = ("a", "b")
+    a: float = Field(1.0, gt=0)
+    b: float = 1.0
+
+    def build(self, seed=0):
+        from flowsim.systems import Brusselator
+
+        return Brusselator(), _constants(self, self.parameters)
+
+
+@register_system("saddle-node")
+class SaddleNodeOptions(SystemOptions):
+    """dz/dt = mu + a z - z^2; starts on the upper branch."""
+
+    parameters: ClassVar[tuple[str, ...]] = ("mu", "a")
+    mu: float = 1.0
+    a: float = 0.0
+
+    def build(self, seed=0):
+        from flowsim.systems import SaddleNode
+
+        return SaddleNode(), _constants(self, self.parameters)
+
+
+@register_system("pitchfork")
+class PitchforkOptions(SystemOptions):
+    """dz/dt = mu z - z^3 + h; starts at the root near 0 (mu < 0)."""
+
+    parameters: ClassVar[tuple[str, ...]] = ("mu", "h")
+    mu: float = -1.0
+    h: float = 0.0
+
+    def build(self, seed=0):
+        from flowsim.systems import Pitchfork
+
+        return Pitchfork(), _constants(self, self.parameters)
+
+
+@register_system("hopf")
+class HopfOptions(SystemOptions):
+    """dz/dt = (mu + i omega) z + s |z|^2 z; starts at 0 (l1 = 2 s / omega, Kuznetsov)."""
+
+    parameters: ClassVar[tuple[str, ...]] = ("mu", "omega", "s")
+    mu: float = -1.0
+    omega: float = Field(1.0, gt=0)
+    s: float = -1.0
+
+    def build(self, seed=0):
+        from flowsim.systems import HopfNormalForm
+
+        return HopfNormalForm(), _constants(self, self.parameters)
+
+
+@register_system("landau")
+class LandauOptions(SystemOptions):
+    """The coordinator's Landau module as a flow; starts disordered (eta = 0) or ordered."""
+
+    parameters: ClassVar[tuple[str, ...]] = ("a", "b", "h")
+    a: float = 1.0
+    b: float = Field(1.0, gt=0)
+    h: float = 0.0
+    branch: Literal["disordered", "ordered"] = "disordered"
+
+    def build(self, seed=0):
+        from flowsim.systems import LandauFlow
+
+        return LandauFlow(self.branch), _constants(self, self.parameters)
+
+
+@register_system("tanh-ring")
+class TanhRingOptions(SystemOptions):
+    """A ring of n tanh units: mean-field gain c, neighbour gain kappa, drive b
+    (matrix-free); starts at z = b."""
+
+    parameters: ClassVar[tuple[str, ...]] = ("c", "kappa", "b")
+    n: int = Field(20_000, ge=3, le=10**8)
+    c: float = 0.0
+    kappa: float = 0.2
+    b: float = 0.0
+
+    def build(self, seed=0):
+        from flowsim.systems import TanhRing
+
+        return TanhRing(self.n), _constants(self, self.parameters)
+
+
+class _NetworkOptions(SystemOptions):
+    parameters: ClassVar[tuple[str, ...]] = ("c",)
+    n: int = Field(16, ge=1, le=10**5, description="units")
+    gain: float = Field(1.0, gt=0, description="scale of the drawn W (c multiplies it)")
+    c: float = 0.0
+
+    def _build(self, model, seed):
+        import jax
+
+        from flowsim.systems import Gain
+
+        system = Gain(model)
+        params = system.default_params(jax.random.PRNGKey(seed), gain=self.gain)
+        return system, {**params, "c": self.c}
+
+
+@register_system("hopfield")
+class HopfieldOptions(_NetworkOptions):
+    """flowsim's Hopfield network (seeded W, b) with W -> c W; starts at z = 0."""
+
+    def build(self, seed=0):
+        from flowsim.systems import Hopfield
+
+        return self._build(Hopfield(self.n, 1), seed)
+
+
+@register_system("tanh")
+class TanhOptions(_NetworkOptions):
+    """flowsim's asymmetric tanh network (seeded W, b) with W -> c W; starts at z = 0."""
+
+    def build(self, seed=0):
+        from flowsim.systems import AsymmetricTanh
+
+        return self._build(AsymmetricTanh(self.n, 1), seed)
+
+
 __all__ = ["RULES", "RuleContext", "RuleOptions", "register", "rule_names", "build_rule",
-           "with_rules"]
+           "with_rules", "SYSTEMS", "SystemOptions", "register_system", "with_systems",
+           "build_system"]

@@ -1,0 +1,115 @@
+r"""Test functions between consecutive branch points, and the location of what they find.
+
+Between points i − 1 and i of a branch:
+
+* **fold**: the tangent's p-component t_p changes sign;
+* **branch point** (no fold): the number of unstable real eigenvalues changes
+  (a real eigenvalue crosses 0 while p keeps its direction);
+* **Hopf** (no fold): the number of unstable non-real eigenvalues changes (a
+  complex pair crosses the imaginary axis).
+
+An eigenvalue counts as real when |Im λ| ≤ ``imag_tol`` · max(1, |λ|). A
+count is taken only among the k computed eigenvalues; at a saturated point
+(all k unstable) a crossing can be missed, and the branch says so.
+
+Each detection starts Newton on its extended system (:mod:`.locate`) from the
+bracketing point nearer the crossing: for a fold, the state and the tangent's
+z-part (at a fold the tangent is (v, 0), v the null vector); for a Hopf point,
+the eigenpair nearest the imaginary axis; for a branch point, ψ from the
+bordered solve [F_zᵀ φ; φᵀ 0][ψ; s] = [0; 1], φ the eigenvector of the
+eigenvalue nearest 0 (ψ ⟂ range F_z, up to the distance to the point).
+"""
+
+import jax.numpy as jnp
+import numpy as np
+
+from .continuation import BifurcationPoint, newton
+from .locate import SYSTEMS, branch_point_guess, fold_guess, hopf_guess, solve_extended
+
+IMAG_TOL = 1e-8
+
+
+def counts(values, imag_tol=IMAG_TOL):
+    """(unstable real, unstable non-real) among ``values``."""
+    values = np.asarray(values)
+    real = np.abs(np.imag(values)) <= imag_tol * np.maximum(1.0, np.abs(values))
+    unstable = np.real(values) > 0
+    return int(np.sum(unstable & real)), int(np.sum(unstable & ~real))
+
+
+def detections(branch):
+    """``[(kind, i)]``: a crossing between points i − 1 and i."""
+    found = []
+    for i in range(1, len(branch.p)):
+        if branch.tangent_p[i] * branch.tangent_p[i - 1] < 0:
+            found.append(("fold", i))
+            continue
+        real_before, complex_before = counts(branch.eigenvalues[i - 1])
+        real_after, complex_after = counts(branch.eigenvalues[i])
+        if real_before != real_after:
+            found.append(("branch_point", i))
+        if complex_before != complex_after:
+            found.append(("hopf", i))
+    return found
+
+
+def detect_and_locate(cont, branch, params, options):
+    """Every detection of :func:`detections`, located (see the module docstring)."""
+    from .normal_form import first_lyapunov_coefficient
+
+    points = []
+    for kind, i in detections(branch):
+        point = locate(cont, branch, i, kind, params, options)
+        if kind == "hopf" and point.converged:
+            point.lyapunov_coefficient = float(first_lyapunov_coefficient(
+                cont, jnp.asarray(point.solution), params, options))
+        points.append(point)
+    return points
+
+
+def locate(cont, branch, i, kind, params, options):
+    """Newton on ``kind``'s extended system from the better of points i − 1, i."""
+    pts = branch._points
+    n = branch.z.shape[1]
+    before, after = pts[i - 1], pts[i]
+    if kind == "fold":
+        q = min((before, after), key=lambda pt: abs(pt["t"][-1]))
+        x0, ell = fold_guess(jnp.asarray(q["u"][:-1]), q["u"][-1], jnp.asarray(q["t"][:-1]))
+    elif kind == "hopf":
+        q, j = min(((pt, j) for pt in (before, after) for j in range(pt["values"].size)
+                    if np.imag(pt["values"][j]) > IMAG_TOL),
+                   key=lambda c: abs(np.real(c[0]["values"][c[1]])))
+        x0, ell = hopf_guess(jnp.asarray(q["u"][:-1]), jnp.asarray(q["u"][-1]),
+                             jnp.asarray(q["values"][j]), jnp.asarray(q["vectors"][j]))
+    else:
+        q, j = min(((pt, j) for pt in (before, after) for j in range(pt["values"].size)
+                    if abs(np.imag(pt["values"][j])) <= IMAG_TOL),
+                   key=lambda c: abs(np.real(c[0]["values"][c[1]])))
+        psi = left_null_vector(cont, jnp.asarray(q["u"]), params,
+                               jnp.real(jnp.asarray(q["vectors"][j])), options)
+        x0, ell = branch_point_guess(jnp.asarray(q["u"][:-1]), q["u"][-1], psi)
+    system = SYSTEMS[kind](cont)
+    x0 = x0.astype(branch.z.dtype)
+    x, ok, residual = solve_extended(system, x0, params, ell,
+                                     newton(options, x0.size, x0.dtype),
+                                     options.max_locate_steps)
+    point = BifurcationPoint(kind=kind, p=float(system.p(x, n)), z=np.asarray(x[:n]),
+                             solution=np.asarray(x), index=i, converged=bool(ok),
+                             residual=float(residual), ell=np.asarray(ell))
+    if kind == "hopf":
+        point.omega = float(x[-2])
+    return point
+
+
+def left_null_vector(cont, u, params, phi, options):
+    """ψ with F_zᵀψ ≈ 0: [F_zᵀ φ; φᵀ 0][ψ; s] = [0; 1] at u = (z, p)."""
+    z, p = u[:-1], u[-1]
+    vjp = cont.vjp_z(z, p, params)
+    apply = lambda x: jnp.concatenate([vjp(x[:-1])[0] + x[-1] * phi,
+                                       jnp.atleast_1d(phi @ x[:-1])])
+    rhs = jnp.zeros(z.size + 1, z.dtype).at[-1].set(1.0)
+    x, _ = options.linear(apply, rhs)
+    return x[:-1]
+
+
+__all__ = ["counts", "detections", "detect_and_locate", "locate", "left_null_vector"]

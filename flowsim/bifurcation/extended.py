@@ -1,0 +1,64 @@
+r"""The map (z, p) ↦ F(z, params(p)) on one flat vector u = (z, p), and its linear algebra.
+
+Every continuation and location step solves a linear system with a Jacobian of
+F (bordered, or of an extended system). Below ``dense_max`` unknowns the
+Jacobian is formed (one JVP per column) and LU-factorised; above it the solve
+is matrix-free: lineax GMRES on JVPs, F_z never formed.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+
+from .parameter import AbstractParameter
+
+
+class Continuable(eqx.Module):
+    """F(z, p; params) of ``field(z, params)`` with ``parameter`` set to p."""
+
+    field: callable
+    parameter: AbstractParameter
+
+    def __call__(self, z, p, params):
+        return self.field(z, self.parameter.set(params, p))
+
+    def flat(self, u, params):
+        return self(u[:-1], u[-1], params)
+
+    def jvp_z(self, z, p, params):
+        """v ↦ F_z(z, p) v (linearised once)."""
+        return jax.linearize(lambda w: self(w, p, params), z)[1]
+
+    def vjp_z(self, z, p, params):
+        """w ↦ F_zᵀ(z, p) w."""
+        return jax.vjp(lambda y: self(y, p, params), z)[1]
+
+
+class LinearSolve(eqx.Module):
+    """Dense LU up to ``dense_max`` unknowns, else GMRES(``restart``) to ``rtol``."""
+
+    dense_max: int = eqx.field(static=True, default=400)
+    rtol: float = eqx.field(static=True, default=1e-12)
+    restart: int = eqx.field(static=True, default=60)
+    max_steps: int = eqx.field(static=True, default=200)
+
+    def solver(self, size: int) -> lx.AbstractLinearSolver:
+        if size <= self.dense_max:
+            return lx.LU()
+        return lx.GMRES(rtol=self.rtol, atol=self.rtol, restart=self.restart,
+                        max_steps=self.max_steps)
+
+    def operator(self, apply, like, size):
+        """A lineax operator for the linear map ``apply`` on vectors shaped like ``like``;
+        materialised when the solve is dense."""
+        op = lx.FunctionLinearOperator(apply, jax.ShapeDtypeStruct(like.shape, like.dtype))
+        return lx.MatrixLinearOperator(op.as_matrix()) if size <= self.dense_max else op
+
+    def __call__(self, apply, rhs):
+        """x with apply(x) = rhs, and whether the solve succeeded."""
+        size = rhs.size
+        sol = lx.linear_solve(self.operator(apply, rhs, size), rhs, self.solver(size),
+                              throw=False)
+        ok = (sol.result == lx.RESULTS.successful) & jnp.all(jnp.isfinite(sol.value))
+        return sol.value, ok

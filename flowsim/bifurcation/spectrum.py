@@ -1,0 +1,103 @@
+r"""The k rightmost eigenvalues of F_z at an equilibrium, with their residuals.
+
+Dense (dim z ≤ ``dense_max``): F_z is formed, one JVP per column, and all its
+eigenpairs computed; the k with the largest real parts are kept.
+
+Matrix-free: an Arnoldi factorisation A Q = Q H + r e_mᵀ of m steps
+(``matfree.decomp.hessenberg``, full reorthogonalisation), on
+
+* ``shift=None``: A = F_z itself (one JVP per step). Ritz values converge to
+  the spectrum's outer edge first: right when the rightmost eigenvalues are
+  outermost or isolated (a network whose unstable mode leaves the bulk);
+* ``shift=σ``: A = (F_z − σ I)⁻¹, each product a GMRES solve. Its dominant
+  eigenvalues 1/(λ − σ) belong to the λ nearest σ: right for stiff systems
+  (a discretised PDE, whose rightmost eigenvalues are the smallest in modulus).
+
+A Ritz value θ of A with Ritz vector y = Q s gives λ = θ (or σ + 1/θ). Each
+returned pair carries its residual ‖F_z y − λ y‖ / ‖y‖, evaluated with one
+more JVP, not estimated: λ is an exact eigenvalue of F_z + E with
+‖E‖ ≤ that residual. Everything is jittable and vmappable (the small
+eigenproblem runs on the CPU backend).
+
+Stability of the flow ż = F: the number of eigenvalues with Re λ > 0; of the
+deployed Euler map z ← z + dt F: ρ(I + dt F_z) = max |1 + dt λ|, whose
+eigenvalues near −1 (λ ≈ −2/dt, the leftmost) are the other edge
+(:func:`flowsim.diagnostics.spectral_radius`).
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+from matfree import decomp
+
+from ..diagnostics.spectral import dense_matrix
+
+
+class SpectrumOptions(eqx.Module):
+    """k eigenvalues; dense up to ``dense_max``; else ``krylov_dim`` Arnoldi steps on F_z
+    (``shift=None``) or on (F_z − shift·I)⁻¹ (GMRES to ``solve_rtol``)."""
+
+    k: int = eqx.field(static=True, default=6)
+    dense_max: int = eqx.field(static=True, default=400)
+    krylov_dim: int = eqx.field(static=True, default=40)
+    shift: float | None = eqx.field(static=True, default=None)
+    solve_rtol: float = eqx.field(static=True, default=1e-10)
+
+
+class Spectrum(eqx.Module):
+    """Eigenvalues sorted by real part (largest first), unit eigenvectors (rows) and
+    residuals ‖F_z y − λ y‖."""
+
+    values: jax.Array
+    vectors: jax.Array
+    residuals: jax.Array
+
+    def unstable(self, tol=0.0):
+        """How many have Re λ > tol."""
+        return jnp.sum(jnp.real(self.values) > tol)
+
+
+def rightmost(jvp, z, options: SpectrumOptions = SpectrumOptions(), key=None) -> Spectrum:
+    """The ``options.k`` rightmost eigenpairs of the linear map ``jvp`` (F_z) at state ``z``."""
+    n = z.size
+    k = min(options.k, n)
+    if n <= options.dense_max:
+        values, vectors = jnp.linalg.eig(dense_matrix(jvp, z))
+        vectors = vectors.T
+    else:
+        values, vectors = _arnoldi(jvp, z, options, key)
+    order = jnp.argsort(-jnp.real(values))[:k]
+    values, vectors = values[order], vectors[order]
+    vectors = vectors / jnp.linalg.norm(vectors, axis=1, keepdims=True)
+    return Spectrum(values, vectors, _residuals(jvp, values, vectors))
+
+
+def _arnoldi(jvp, z, options, key):
+    m = min(options.krylov_dim, z.size)
+    if options.shift is None:
+        apply = jvp
+    else:
+        shifted = lx.FunctionLinearOperator(lambda v: jvp(v) - options.shift * v,
+                                            jax.ShapeDtypeStruct(z.shape, z.dtype))
+        solver = lx.GMRES(rtol=options.solve_rtol, atol=options.solve_rtol, restart=m,
+                          max_steps=100)
+        apply = lambda v: lx.linear_solve(shifted, v, solver, throw=False).value
+    key = jax.random.PRNGKey(0) if key is None else key
+    start = jax.random.normal(key, z.shape, z.dtype)
+    result = decomp.hessenberg(m, reortho="full")(apply, start)
+    theta, s = jnp.linalg.eig(result.J_small)
+    vectors = (result.Q_tall.T.astype(s.dtype) @ s).T
+    values = theta if options.shift is None else options.shift + 1.0 / theta
+    return values, vectors
+
+
+def _residuals(jvp, values, vectors):
+    def one(value, vector):
+        applied = jvp(jnp.real(vector)) + 1j * jvp(jnp.imag(vector))
+        return jnp.linalg.norm(applied - value * vector)
+
+    return jax.vmap(one)(values, vectors)
+
+
+__all__ = ["SpectrumOptions", "Spectrum", "rightmost"]
