@@ -1,13 +1,18 @@
 r"""Pseudo-arclength continuation of F(z, p) = 0 in one scalar parameter p.
 
 On u = (z, p) ∈ ℝⁿ⁺¹ a branch is a curve G(u) = F(z, p) = 0, followed by
-arclength s (Keller 1977):
+arclength s (Keller 1977) in the weighted inner product
 
-* tangent: t solves the bordered system [G_u; t_prevᵀ] t = [0; 1], then
-  t ← t/‖t‖; the border keeps the orientation (t·t_prev > 0) through folds,
-  where p turns back and natural continuation in p fails;
+    ⟨u, v⟩_θ = (θ/n) z·z' + (1 − θ) p p'      (θ = ``theta``, 0.5 by default),
+
+in which a step moves the state's root-mean-square and p alike, whatever n
+(in the plain Euclidean norm a step of a large system would move z alone):
+
+* tangent: t solves the bordered system [G_u; ⟨t_prev, ·⟩_θ] t = [0; 1], then
+  t ← t/‖t‖_θ; the border keeps the orientation (⟨t, t_prev⟩_θ > 0) through
+  folds, where p turns back and natural continuation in p fails;
 * predictor: u_pred = u + ds t;
-* corrector: Newton (``optimistix.Newton``) on [G(u); t·(u − u_pred)] = 0,
+* corrector: Newton (``optimistix.Newton``) on [G(u); ⟨t, u − u_pred⟩_θ] = 0,
   the point on the branch in the hyperplane through u_pred normal to t. Its
   linear solves are dense LU below ``linear.dense_max`` unknowns, matrix-free
   lineax GMRES on JVPs above (:class:`~flowsim.bifurcation.extended.LinearSolve`);
@@ -52,6 +57,7 @@ class ContinuationOptions(eqx.Module):
     """
 
     ds: float = 0.01
+    theta: float = 0.5
     ds_min: float = 1e-7
     ds_max: float = 0.2
     max_points: int = 500
@@ -94,13 +100,14 @@ class Branch:
 
     ``unstable``: eigenvalues with Re λ > 0 among the k computed (``saturated``
     where all k are, so the true count may be larger); ``eigenvalues`` (m, k)
-    sorted by real part; ``eigen_residuals`` the largest ‖F_z y − λ y‖ per point.
+    sorted by real part; ``eigen_residuals`` the largest ‖F_z y − λ y‖ per point;
+    ``tangents`` (m, n + 1) the unit tangents.
     """
 
     parameter: str
     p: np.ndarray
     z: np.ndarray
-    tangent_p: np.ndarray
+    tangents: np.ndarray
     unstable: np.ndarray
     saturated: np.ndarray
     eigenvalues: np.ndarray
@@ -109,6 +116,11 @@ class Branch:
     ds: np.ndarray
     end: str
     bifurcations: list = dataclasses.field(default_factory=list)
+
+    @property
+    def tangent_p(self):
+        """The tangent's p-component at each point (its sign flips at a fold)."""
+        return self.tangents[:, -1] if self.tangents.size else np.zeros(0)
 
     @property
     def norm(self):
@@ -148,24 +160,34 @@ def correct_state(cont, z, p, params, options):
     return sol.value, sol.result == optx.RESULTS.successful
 
 
+def inner(options, u, v):
+    """⟨u, v⟩_θ = (θ/n) z·z' + (1 − θ) p p'."""
+    n = u.size - 1
+    return options.theta / n * (u[:-1] @ v[:-1]) + (1 - options.theta) * u[-1] * v[-1]
+
+
+def unit(options, t):
+    return t / jnp.sqrt(inner(options, t, t))
+
+
 @eqx.filter_jit
 def tangent(cont, u, previous, params, options):
-    """The unit tangent at u oriented along ``previous``: [G_u; previousᵀ] t = [0; 1]."""
+    """The unit tangent at u oriented along ``previous``: [G_u; ⟨previous, ·⟩_θ] t = [0; 1]."""
     _, jvp = jax.linearize(lambda w: cont.flat(w, params), u)
-    apply = lambda v: jnp.concatenate([jvp(v), jnp.atleast_1d(previous @ v)])
+    apply = lambda v: jnp.concatenate([jvp(v), jnp.atleast_1d(inner(options, previous, v))])
     rhs = jnp.zeros_like(u).at[-1].set(1.0)
     t, ok = options.linear(apply, rhs)
-    return t / jnp.linalg.norm(t), ok
+    return unit(options, t), ok
 
 
 @eqx.filter_jit
 def correct(cont, predicted, direction, params, options):
-    """Newton on [G(u); direction·(u − predicted)] = 0 from ``predicted``."""
+    """Newton on [G(u); ⟨direction, u − predicted⟩_θ] = 0 from ``predicted``."""
 
     def residual(u, args):
         params, direction, predicted = args
         return jnp.concatenate([cont.flat(u, params),
-                                jnp.atleast_1d(direction @ (u - predicted))])
+                                jnp.atleast_1d(inner(options, direction, u - predicted))])
 
     sol = optx.root_find(residual, newton(options, predicted.size, predicted.dtype), predicted,
                          args=(params, direction, predicted),
@@ -205,10 +227,16 @@ def continuation(field, z0, params, parameter, p_stop, *, p_start=None,
 
 
 def follow(cont, u, t, params, p_stop, options, *, p_start):
-    """Continue from the point u (on the branch) along the unit tangent t."""
+    """Continue from the point u (on the branch) along the unit tangent t.
+
+    Detection and location run as the points come (:mod:`.detect`), so only the
+    last two points keep their eigenvectors (memory stays O(n) per point)."""
+    from .detect import detect_and_locate
+
     lo, hi = sorted((p_start, float(p_stop)))
     sign = 1.0 if p_stop >= p_start else -1.0
     points = [_point(cont, u, t, params, options, steps=0, ds=0.0)]
+    found = []
     ds, end = options.ds, "max_points"
     while len(points) < options.max_points:
         new, ok, steps = correct(cont, u + ds * t, t, params, options)
@@ -221,6 +249,10 @@ def follow(cont, u, t, params, p_stop, options, *, p_start):
             continue
         u, t = new, new_t
         points.append(_point(cont, u, t, params, options, steps=int(steps), ds=ds))
+        if options.detect:
+            found += detect_and_locate(cont, points[-2], points[-1], len(points) - 1, params,
+                                       options)
+        points[-2]["vectors"] = None
         p = float(u[-1])
         if sign * (p - p_stop) >= 0:
             end = "p_stop"
@@ -231,10 +263,7 @@ def follow(cont, u, t, params, p_stop, options, *, p_start):
         grow = int(steps) <= options.target_steps
         ds = min(ds * 1.5, options.ds_max) if grow else max(ds * 0.7, options.ds_min)
     branch = _branch(cont.parameter.name, points, end)
-    if options.detect and len(points) > 1:
-        from .detect import detect_and_locate
-
-        branch.bifurcations = detect_and_locate(cont, branch, params, options)
+    branch.bifurcations = found
     return branch
 
 
@@ -248,22 +277,21 @@ def _point(cont, u, t, params, options, *, steps, ds):
 def _branch(name, points, end):
     if not points:
         empty = np.zeros(0)
-        return Branch(name, empty, np.zeros((0, 0)), empty, np.zeros(0, int), np.zeros(0, bool),
-                      np.zeros((0, 0), complex), empty, np.zeros(0, int), empty, end)
+        return Branch(name, empty, np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0, int),
+                      np.zeros(0, bool), np.zeros((0, 0), complex), empty, np.zeros(0, int),
+                      empty, end)
     k = points[0]["values"].size
     values = np.array([q["values"] for q in points]).reshape(len(points), k)
     unstable = np.sum(np.real(values) > 0, axis=1)
-    branch = Branch(
+    return Branch(
         parameter=name,
         p=np.array([q["u"][-1] for q in points]),
         z=np.array([q["u"][:-1] for q in points]).reshape(len(points), -1),
-        tangent_p=np.array([q["t"][-1] for q in points]),
+        tangents=np.array([q["t"] for q in points]),
         unstable=unstable, saturated=(unstable == k) & (k > 0),
         eigenvalues=values, eigen_residuals=np.array([q["residual"] for q in points]),
         corrector_steps=np.array([q["steps"] for q in points]),
         ds=np.array([q["ds"] for q in points]), end=end)
-    branch._points = points  # eigenvectors and tangents, for detection and location
-    return branch
 
 
 __all__ = ["ENDS", "ContinuationOptions", "BifurcationPoint", "Branch", "continuation", "follow"]

@@ -37,29 +37,27 @@ def counts(values, imag_tol=IMAG_TOL):
     return int(np.sum(unstable & real)), int(np.sum(unstable & ~real))
 
 
-def detections(branch):
-    """``[(kind, i)]``: a crossing between points i − 1 and i."""
+def detections(before, after):
+    """The kinds whose test function changes between two consecutive points."""
+    if before["t"][-1] * after["t"][-1] < 0:
+        return ["fold"]
+    real_before, complex_before = counts(before["values"])
+    real_after, complex_after = counts(after["values"])
     found = []
-    for i in range(1, len(branch.p)):
-        if branch.tangent_p[i] * branch.tangent_p[i - 1] < 0:
-            found.append(("fold", i))
-            continue
-        real_before, complex_before = counts(branch.eigenvalues[i - 1])
-        real_after, complex_after = counts(branch.eigenvalues[i])
-        if real_before != real_after:
-            found.append(("branch_point", i))
-        if complex_before != complex_after:
-            found.append(("hopf", i))
+    if real_before != real_after:
+        found.append("branch_point")
+    if complex_before != complex_after:
+        found.append("hopf")
     return found
 
 
-def detect_and_locate(cont, branch, params, options):
-    """Every detection of :func:`detections`, located (see the module docstring)."""
+def detect_and_locate(cont, before, after, index, params, options):
+    """Every detection between the points ``before`` and ``after`` (``index``), located."""
     from .normal_form import first_lyapunov_coefficient
 
     points = []
-    for kind, i in detections(branch):
-        point = locate(cont, branch, i, kind, params, options)
+    for kind in detections(before, after):
+        point = locate(cont, before, after, index, kind, params, options)
         if kind == "hopf" and point.converged:
             point.lyapunov_coefficient = float(first_lyapunov_coefficient(
                 cont, jnp.asarray(point.solution), params, options))
@@ -67,11 +65,10 @@ def detect_and_locate(cont, branch, params, options):
     return points
 
 
-def locate(cont, branch, i, kind, params, options):
-    """Newton on ``kind``'s extended system from the better of points i − 1, i."""
-    pts = branch._points
-    n = branch.z.shape[1]
-    before, after = pts[i - 1], pts[i]
+def locate(cont, before, after, index, kind, params, options):
+    """Newton on ``kind``'s extended system from the better of the two points."""
+    n = before["u"].size - 1
+    dtype = before["u"].dtype
     if kind == "fold":
         q = min((before, after), key=lambda pt: abs(pt["t"][-1]))
         x0, ell = fold_guess(jnp.asarray(q["u"][:-1]), q["u"][-1], jnp.asarray(q["t"][:-1]))
@@ -89,12 +86,12 @@ def locate(cont, branch, i, kind, params, options):
                                jnp.real(jnp.asarray(q["vectors"][j])), options)
         x0, ell = branch_point_guess(jnp.asarray(q["u"][:-1]), q["u"][-1], psi)
     system = SYSTEMS[kind](cont)
-    x0 = x0.astype(branch.z.dtype)
+    x0, ell = x0.astype(dtype), ell.astype(dtype)
     x, ok, residual = solve_extended(system, x0, params, ell,
                                      newton(options, x0.size, x0.dtype),
                                      options.max_locate_steps)
     point = BifurcationPoint(kind=kind, p=float(system.p(x, n)), z=np.asarray(x[:n]),
-                             solution=np.asarray(x), index=i, converged=bool(ok),
+                             solution=np.asarray(x), index=index, converged=bool(ok),
                              residual=float(residual), ell=np.asarray(ell))
     if kind == "hopf":
         point.omega = float(x[-2])

@@ -18,13 +18,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .continuation import ContinuationOptions, follow
+from .continuation import ContinuationOptions, follow, inner, unit
 from .extended import Continuable
 from .parameter import as_parameter
 
 
 def branch_tangents(cont, point, params, options):
-    """The two unit tangents (rows) of the branches through the located branch ``point``."""
+    """The two unit tangents (rows, in ``options``' weighted norm) of the branches
+    through the located branch ``point``."""
     x = jnp.asarray(point.solution)
     n = point.z.size
     z, p, psi = x[:n], x[n], x[n + 1:2 * n + 1]
@@ -50,7 +51,7 @@ def branch_tangents(cont, point, params, options):
     roots = [np.sqrt(abs(values[1])) * vectors[:, 0] + s * np.sqrt(abs(values[0])) * vectors[:, 1]
              for s in (1.0, -1.0)]
     tangents = [alpha * e0 + beta * e1 for alpha, beta in roots]
-    return jnp.stack([t / jnp.linalg.norm(t) for t in tangents]), u
+    return jnp.stack([unit(options, t) for t in tangents]), u
 
 
 def switch_branch(field, branch, point, params, parameter, p_stop, *, direction=1.0,
@@ -61,8 +62,9 @@ def switch_branch(field, branch, point, params, parameter, p_stop, *, direction=
         raise ValueError(f"branch switching starts at a branch_point, not a {point.kind}")
     cont = Continuable(field, as_parameter(parameter))
     tangents, u = branch_tangents(cont, point, params, options)
-    incoming = jnp.asarray(branch._points[point.index]["t"])
-    new = tangents[int(jnp.argmin(jnp.abs(tangents @ incoming)))]
+    incoming = jnp.asarray(branch.tangents[point.index])
+    overlap = [abs(float(inner(options, t, incoming))) for t in tangents]
+    new = tangents[int(np.argmin(overlap))]
     if new[-1] != 0 and np.sign(float(new[-1])) != np.sign(p_stop - float(u[-1])):
         new = -new  # towards p_stop where the new branch moves in p
     return follow(cont, u, direction * new, params, p_stop, options, p_start=float(u[-1]))
