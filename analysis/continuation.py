@@ -187,10 +187,13 @@ def diagram(branches, points, config, path):
             continue
         y = signed_norm(branch.z)
         stable = branch.unstable == 0
-        for i in range(len(branch.p) - 1):
-            both = stable[i] and stable[i + 1]
-            ax.plot(branch.p[i:i + 2], y[i:i + 2], "-" if both else "--",
-                    color="tab:blue" if both else "tab:red", lw=1.6 if both else 1.2)
+        for i in range(len(branch.p) - 1):  # a segment whose ends differ: half each
+            mid_p, mid_y = (branch.p[i] + branch.p[i + 1]) / 2, (y[i] + y[i + 1]) / 2
+            for j, (ps, ys) in enumerate((([branch.p[i], mid_p], [y[i], mid_y]),
+                                          ([mid_p, branch.p[i + 1]], [mid_y, y[i + 1]]))):
+                good = stable[i + j]
+                ax.plot(ps, ys, "-" if good else "--", color="tab:blue" if good else "tab:red",
+                        lw=1.6 if good else 1.2)
     for kind in KINDS:
         found = [point for _, point, _ in points if point.kind == kind]
         if found:
