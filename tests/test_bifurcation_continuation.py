@@ -207,3 +207,13 @@ def test_bad_gradient_name_is_a_clear_error():
 
 def test_jax_config_is_float64_here():
     assert jax.config.jax_enable_x64
+
+
+def test_a_complex_pair_turning_real_while_unstable_is_no_bifurcation():
+    # a = 1: eigenvalues (b − 2)/2 ± √((b − 2)²/4 − 1): Hopf at b = 2, and past b = 4 the
+    # unstable pair becomes two real unstable eigenvalues (no crossing of the axis)
+    system, params = Brusselator(), {"a": 1.0, "b": 1.0}
+    branch = continuation(system.field, system.start(params), params, "b", 5.0, options=OPTIONS)
+    assert branch.end == "p_stop" and branch.p[-1] > 4.5
+    assert abs(only(branch, "hopf").p - 2.0) < LOCATE
+    assert [point.kind for point in branch.bifurcations] == ["hopf"]

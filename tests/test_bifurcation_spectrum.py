@@ -92,3 +92,17 @@ def test_twenty_thousand_dimensional_continuation_locates_its_fold_in_under_2_gb
     assert len(found["folds"]) >= 1
     assert abs(found["folds"][0] - b_fold) < 1e-8
     assert found["peak_mb"] < 2048
+
+
+def test_matrix_free_branch_point_of_a_ring_where_restarted_gmres_stagnates():
+    # b = 0: the origin loses stability through the uniform mode at c + κ = 1. Moore's
+    # system here (1,002 unknowns, above dense_max) stagnates in GMRES; LSMR takes over.
+    from flowsim.bifurcation import ContinuationOptions, continuation
+
+    ring = TanhRing(500)
+    params = {"c": 0.0, "kappa": 0.2, "b": 0.0}
+    branch = continuation(ring.field, ring.start(params), params, "c", 2.0,
+                          options=ContinuationOptions(ds=0.1, ds_max=0.5))
+    [point] = branch.bifurcations
+    assert point.kind == "branch_point" and point.converged
+    assert abs(point.p - 0.8) < 1e-8

@@ -3,10 +3,14 @@ r"""Test functions between consecutive branch points, and the location of what t
 Between points i − 1 and i of a branch:
 
 * **fold**: the tangent's p-component t_p changes sign;
-* **branch point** (no fold): the number of unstable real eigenvalues changes
-  (a real eigenvalue crosses 0 while p keeps its direction);
-* **Hopf** (no fold): the number of unstable non-real eigenvalues changes (a
-  complex pair crosses the imaginary axis).
+* **branch point** (no fold): the number of unstable eigenvalues changes and
+  the change is in the real ones (a real eigenvalue crosses 0 while p keeps
+  its direction);
+* **Hopf** (no fold): the number of unstable eigenvalues changes and the change
+  is in the non-real ones (a complex pair crosses the imaginary axis).
+
+A complex pair that splits into two real eigenvalues on one side of the axis
+changes neither count's sum and is not reported.
 
 An eigenvalue counts as real when |Im λ| ≤ ``imag_tol`` · max(1, |λ|). A
 count is taken only among the k computed eigenvalues; at a saturated point
@@ -38,17 +42,26 @@ def counts(values, imag_tol=IMAG_TOL):
 
 
 def detections(before, after):
-    """The kinds whose test function changes between two consecutive points."""
+    """The kinds whose test function changes between two consecutive points.
+
+    A crossing changes the number of unstable eigenvalues; a complex pair that
+    becomes two real ones (or the reverse) on one side of the axis changes the
+    composition but not the number, and is no bifurcation.
+    """
     if before["t"][-1] * after["t"][-1] < 0:
         return ["fold"]
     real_before, complex_before = counts(before["values"])
     real_after, complex_after = counts(after["values"])
-    found = []
-    if real_before != real_after:
-        found.append("branch_point")
-    if complex_before != complex_after:
-        found.append("hopf")
-    return found
+    if real_before + complex_before == real_after + complex_after:
+        return []
+    if complex_before == complex_after:
+        return ["branch_point"]
+    if real_before == real_after:
+        return ["hopf"]
+    # both changed: the eigenvalue nearest the axis on either side says which crossed
+    nearest = min((v for pt in (before, after) for v in pt["values"]), key=lambda v: abs(v.real))
+    return ["hopf" if abs(np.imag(nearest)) > IMAG_TOL * max(1.0, abs(nearest)) else
+            "branch_point"]
 
 
 def detect_and_locate(cont, before, after, index, params, options):
