@@ -54,7 +54,14 @@ class _Base(StudyConfig):
     ds_max: float = Field(0.5, gt=0, description="largest arclength step")
     max_points: int = Field(200, ge=2, le=10**6, description="points per branch")
     eigenvalues: int = Field(6, ge=1, le=1000, description="rightmost eigenvalues per point")
-    dense_max: int = Field(400, ge=0, le=10**5, description="dense linear algebra up to this size")
+    dense_max: int = Field(4000, ge=0, le=10**5,
+                           description="dense LU up to this many unknowns, GMRES/LSMR above")
+    spectrum_dense_max: int = Field(400, ge=0, le=10**5,
+                                    description="all eigenvalues up to this dimension")
+    spectrum_factor_max: int = Field(4000, ge=0, le=10**5,
+                                     description="shift-invert Arnoldi by one LU up to this dimension")
+    shift: float | None = Field(None, description="shift-invert around this value (None: 0 "
+                                "when factored, plain Arnoldi above)")
     switch: bool = Field(False, description="continue the other branch at branch points")
 
 
@@ -79,7 +86,8 @@ def options(config):
     return ContinuationOptions(
         ds=config.ds, ds_max=config.ds_max, max_points=config.max_points,
         linear=LinearSolve(dense_max=config.dense_max),
-        spectrum=SpectrumOptions(k=config.eigenvalues, dense_max=config.dense_max))
+        spectrum=SpectrumOptions(k=config.eigenvalues, dense_max=config.spectrum_dense_max,
+                                 factor_max=config.spectrum_factor_max, shift=config.shift))
 
 
 def run(config, ctx):

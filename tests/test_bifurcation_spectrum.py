@@ -26,9 +26,11 @@ def bratu_jvp(n):
     return jax.linearize(lambda u: system.field(u, {"lambda": 0.0}), z)[1], z
 
 
-@pytest.mark.parametrize("options", [SpectrumOptions(k=4),
-                                     SpectrumOptions(k=4, dense_max=10, shift=0.0, krylov_dim=20)],
-                         ids=["dense", "shift-invert"])
+@pytest.mark.parametrize("options", [
+    SpectrumOptions(k=4),
+    SpectrumOptions(k=4, dense_max=10, krylov_dim=20),
+    SpectrumOptions(k=4, dense_max=10, factor_max=10, shift=0.0, krylov_dim=20)],
+    ids=["dense", "shift-invert-lu", "shift-invert-gmres"])
 def test_bratu_laplacian_rightmost_eigenvalues_and_honest_residuals(options):
     # at u = 0, λ = 0 the Jacobian is the discrete Laplacian: −(4/h²) sin²(kπh/2)
     jvp, z = bratu_jvp(100)
@@ -97,12 +99,13 @@ def test_twenty_thousand_dimensional_continuation_locates_its_fold_in_under_2_gb
 def test_matrix_free_branch_point_of_a_ring_where_restarted_gmres_stagnates():
     # b = 0: the origin loses stability through the uniform mode at c + κ = 1. Moore's
     # system here (1,002 unknowns, above dense_max) stagnates in GMRES; LSMR takes over.
-    from flowsim.bifurcation import ContinuationOptions, continuation
+    from flowsim.bifurcation import ContinuationOptions, LinearSolve, continuation
 
     ring = TanhRing(500)
     params = {"c": 0.0, "kappa": 0.2, "b": 0.0}
     branch = continuation(ring.field, ring.start(params), params, "c", 2.0,
-                          options=ContinuationOptions(ds=0.1, ds_max=0.5))
+                          options=ContinuationOptions(ds=0.1, ds_max=0.5,
+                                                      linear=LinearSolve(dense_max=400)))
     [point] = branch.bifurcations
     assert point.kind == "branch_point" and point.converged
     assert abs(point.p - 0.8) < 1e-8

@@ -81,7 +81,7 @@ class LinearSolve(eqx.Module):
     """Dense LU up to ``dense_max`` unknowns, else GMRES(``restart``) to ``rtol`` with
     LSMR as the fallback."""
 
-    dense_max: int = eqx.field(static=True, default=400)
+    dense_max: int = eqx.field(static=True, default=4000)
     rtol: float = eqx.field(static=True, default=1e-12)
     restart: int = eqx.field(static=True, default=60)
     max_steps: int = eqx.field(static=True, default=200)

@@ -3,7 +3,13 @@ r"""The k rightmost eigenvalues of F_z at an equilibrium, with their residuals.
 Dense (dim z ≤ ``dense_max``): F_z is formed, one JVP per column, and all its
 eigenpairs computed; the k with the largest real parts are kept.
 
-Matrix-free: an Arnoldi factorisation A Q = Q H + r e_mᵀ of m steps
+Factored (dim z ≤ ``factor_max``): F_z is formed and F_z − σI LU-factorised
+once (σ = ``shift``, 0 by default); Arnoldi runs on (F_z − σI)⁻¹, each product
+two triangular solves. Far cheaper than all the eigenpairs (the LU is a
+fraction of a dense eigensolve), and right for stiff systems, whose
+rightmost eigenvalues are the ones nearest 0.
+
+Matrix-free (larger): an Arnoldi factorisation A Q = Q H + r e_mᵀ of m steps
 (``matfree.decomp.hessenberg``, full reorthogonalisation), on
 
 * ``shift=None``: A = F_z itself (one JVP per step). Ritz values converge to
@@ -35,11 +41,13 @@ from ..diagnostics.spectral import dense_matrix
 
 
 class SpectrumOptions(eqx.Module):
-    """k eigenvalues; dense up to ``dense_max``; else ``krylov_dim`` Arnoldi steps on F_z
-    (``shift=None``) or on (F_z − shift·I)⁻¹ (GMRES to ``solve_rtol``)."""
+    """k eigenvalues; all of them up to ``dense_max``; up to ``factor_max``
+    ``krylov_dim`` Arnoldi steps on (F_z − shift·I)⁻¹ by one LU (shift None: 0);
+    above, Arnoldi on F_z (``shift=None``) or on (F_z − shift·I)⁻¹ by GMRES."""
 
     k: int = eqx.field(static=True, default=6)
     dense_max: int = eqx.field(static=True, default=400)
+    factor_max: int = eqx.field(static=True, default=4000)
     krylov_dim: int = eqx.field(static=True, default=40)
     shift: float | None = eqx.field(static=True, default=None)
     solve_rtol: float = eqx.field(static=True, default=1e-10)
@@ -65,6 +73,8 @@ def rightmost(jvp, z, options: SpectrumOptions = SpectrumOptions(), key=None) ->
     if n <= options.dense_max:
         values, vectors = jnp.linalg.eig(dense_matrix(jvp, z))
         vectors = vectors.T
+    elif n <= options.factor_max:
+        values, vectors = _factored(jvp, z, options, key)
     else:
         values, vectors = _arnoldi(jvp, z, options, key)
     order = jnp.argsort(-jnp.real(values))[:k]
@@ -83,13 +93,27 @@ def _arnoldi(jvp, z, options, key):
         solver = lx.GMRES(rtol=options.solve_rtol, atol=options.solve_rtol, restart=m,
                           max_steps=100)
         apply = lambda v: lx.linear_solve(shifted, v, solver, throw=False).value
+    return _ritz(apply, z, m, options.shift, key)
+
+
+def _factored(jvp, z, options, key):
+    shift = 0.0 if options.shift is None else options.shift
+    matrix = dense_matrix(jvp, z) - shift * jnp.eye(z.size, dtype=z.dtype)
+    operator = lx.MatrixLinearOperator(matrix)
+    solver = lx.LU()
+    state = solver.init(operator, {})
+    apply = lambda v: lx.linear_solve(operator, v, solver, state=state, throw=False).value
+    return _ritz(apply, z, min(options.krylov_dim, z.size), shift, key)
+
+
+def _ritz(apply, z, m, shift, key):
+    """Ritz pairs of ``apply`` mapped back: λ = θ (shift None) or shift + 1/θ."""
     key = jax.random.PRNGKey(0) if key is None else key
     start = jax.random.normal(key, z.shape, z.dtype)
     result = decomp.hessenberg(m, reortho="full")(apply, start)
     theta, s = jnp.linalg.eig(result.J_small)
     vectors = (result.Q_tall.T.astype(s.dtype) @ s).T
-    values = theta if options.shift is None else options.shift + 1.0 / theta
-    return values, vectors
+    return (theta if shift is None else shift + 1.0 / theta), vectors
 
 
 def _residuals(jvp, values, vectors):
