@@ -46,6 +46,17 @@ def number(text):
     return int(value) if value.is_integer() and "." not in text and "e" not in text else value
 
 
+def write_csv(path, rows, columns=None):
+    """``rows`` under one header: ``columns``, default every key in order of appearance
+    (a row without a key leaves its cell empty)."""
+    if columns is None:
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+    with Path(path).open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def save_figure(fig, path, title=None):
     """Give ``fig`` its title, lay it out, write it to ``path`` (110 dpi) and release it."""
     import matplotlib.pyplot as plt

@@ -1,8 +1,8 @@
 r"""continuation: any shipped system's equilibria followed in one parameter, bifurcations located.
 
 The system (``system``, its constants in its own table, e.g. ``bratu.n`` or
-``lorenz.sigma``) starts from its documented state at ``p_start`` (default: the
-table's value of ``parameter``; Newton corrects it) and is continued by
+``lorenz.sigma``) starts from its documented state at ``p_start`` (which
+overrides the table's value of ``parameter``; Newton corrects the state) and is continued by
 pseudo-arclength (:mod:`flowsim.bifurcation.continuation`) towards ``p_stop``.
 Along the branch: the stability (eigenvalues of F_z with Re λ > 0 among the
 ``eigenvalues`` rightmost), folds, branch points and Hopf points, each located
@@ -20,7 +20,6 @@ rightmost eigenvalues), ``bifurcations.csv`` (``type``, ``parameter``,
 (solid: stable; dashed: unstable; located points marked).
 """
 
-import csv
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -39,7 +38,7 @@ from flowsim.bifurcation.switching import switch_branch
 from flowsim.run import StudyConfig
 from flowsim.run.registry import SYSTEMS, build_system, with_systems
 
-from .common import save_figure
+from .common import save_figure, write_csv
 
 KINDS = ("fold", "branch_point", "hopf")
 MARKERS = {"fold": ("o", "k"), "branch_point": ("s", "tab:green"), "hopf": ("*", "tab:purple")}
@@ -47,7 +46,7 @@ MARKERS = {"fold": ("o", "k"), "branch_point": ("s", "tab:green"), "hopf": ("*",
 
 class _Base(StudyConfig):
     parameter: str = Field("lambda", description="the continued parameter (the system's)")
-    p_start: float | None = Field(None, description="start (default: the table's value)")
+    p_start: float = Field(0.0, description="the parameter's start (it overrides the table's)")
     p_stop: float = Field(4.0, description="continue towards this value")
     gradients: list[str] = Field([], description="differentiate every located point by these")
     ds: float = Field(0.05, gt=0, description="first arclength step")
@@ -60,8 +59,6 @@ class _Base(StudyConfig):
                                     description="all eigenvalues up to this dimension")
     spectrum_factor_max: int = Field(4000, ge=0, le=10**5,
                                      description="shift-invert Arnoldi by one LU up to this dimension")
-    shift: float | None = Field(None, description="shift-invert around this value (None: 0 "
-                                "when factored, plain Arnoldi above)")
     switch: bool = Field(False, description="continue the other branch at branch points")
 
 
@@ -77,7 +74,7 @@ class Config(with_systems(_Base, "system", "bratu", "ContinuationBase")):
                 others = [v for v in valid if v != self.parameter]
                 raise ValueError(f"gradients: {name!r} is not another parameter of "
                                  f"{self.system}: choose among {others}")
-        if self.p_start is not None and self.p_start == self.p_stop:
+        if self.p_start == self.p_stop:
             raise ValueError("p_start and p_stop must differ")
         return self
 
@@ -87,15 +84,13 @@ def options(config):
         ds=config.ds, ds_max=config.ds_max, max_points=config.max_points,
         linear=LinearSolve(dense_max=config.dense_max),
         spectrum=SpectrumOptions(k=config.eigenvalues, dense_max=config.spectrum_dense_max,
-                                 factor_max=config.spectrum_factor_max, shift=config.shift))
+                                 factor_max=config.spectrum_factor_max))
 
 
 def run(config, ctx):
     system, params = build_system(config.system, config, config.seed)
     params = {k: jnp.asarray(v) for k, v in params.items()}
-    p_start = config.p_start if config.p_start is not None else float(params[config.parameter])
-    if p_start == config.p_stop:
-        raise ValueError(f"p_start equals p_stop ({p_start}): nothing to continue")
+    p_start = config.p_start
     params = {**params, config.parameter: jnp.asarray(p_start)}
     opts = options(config)
     main = continuation(system.field, system.start(params), params, config.parameter,
@@ -171,16 +166,6 @@ def summary(config, main, branches, points, p_start):
     out["first_bifurcation"] = first.kind if first else "none"
     out["first_bifurcation_parameter"] = first.p if first else float("nan")
     return out
-
-
-def write_csv(path, rows):
-    columns = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    with Path(path).open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def signed_norm(z):

@@ -18,6 +18,10 @@ from flowsim.run.scenario import load_scenario, scenario_names
 
 FEP_TINY = ["B=2", "N=3", "K=2", "t1=5.0", "max_qflow_steps=200"]
 SMALL = {
+    "continuation": ["bratu.n=20", "max_points=8", "eigenvalues=2"],
+    "continuation-lorenz": ["max_points=6"],
+    "landau-pitchfork": ["max_points=8"],
+    "landau-imperfect": ["max_points=8"],
     "horizon-counterexample": ["sweep_points=3", "sweep_horizons=[10, 20]"],
     "ep-estimators": ["phase_steps=[10, 20]", "betas=[0.1, 0.05]", "radii=[0.1]",
                       "horizons=[10, 20]", "hopfield.state=6", "asymmetric.state=6",
@@ -29,6 +33,8 @@ SMALL = {
     "ep-fixes": TINY_TRAIN + ["train.steps=2", "decisive.source_steps=2", "ep.steps=10",
                               "forward.directions=2"],
     "rho-vs-c": TINY_TRAIN + ["rho.points=3", "rho.source_steps=2"],
+    "bifurcation-char": TINY_TRAIN + ["bif.samples=2", "bif.source_steps=2", "bif.max_points=40",
+                                      "bif.ds_max=0.5"],
     "fep-overfit": FEP_TINY + ["steps=3", "V=5"],
     "fep-oracle": FEP_TINY + ["steps=2", "V=5", "oracle_every=1"],
     "fep-sweep": FEP_TINY + ["steps=2", "V=5", "n_lr=2", "n_lambda=2"],
@@ -45,6 +51,7 @@ SMALL = {
     "nash": ["trials=2", "points=11"],
     "landau-sweep": ["sweep.points=4", "sweep.abs_a_min=0.1", "trials=2", "flow.save_points=300",
                      "imperfect.points=21"],
+    "lyapunov": ["t_final=20.0", "transient=10.0"],
     "sequence-redemption": ["trials=3", "task.length=8", "task.n_planted=2", "task.n_controls=2"],
     "gated-expansion": ["trials=5", "samples=[2, 4]", "sigmas=[1.0]", "costs=[0.5]"],
     "coordinator-oracle": ["modules=6", "betas=[0.01, 0.001]", "ep_steps=200"],

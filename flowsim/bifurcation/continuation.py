@@ -18,7 +18,10 @@ in which a step moves the state's root-mean-square and p alike, whatever n
   lineax GMRES on JVPs above (:class:`~flowsim.bifurcation.extended.LinearSolve`);
 * step size: ×1.5 (up to ``ds_max``) when the corrector took at most
   ``target_steps`` iterations, ×0.7 when it took more; halved and retried when
-  it fails, down to ``ds_min``.
+  it fails, down to ``ds_min``, and when its correction is longer than
+  ``max_correction`` · ds (‖u − u_pred‖_θ): a corrector that travels farther
+  than the step has usually converged onto another branch (seen on a trained
+  character model's equilibrium, a correction 6.9 times the step).
 
 At every point the k rightmost eigenvalues of F_z (:mod:`.spectrum`) give the
 stability: the number with Re λ > 0. Between consecutive points a sign change
@@ -63,6 +66,7 @@ class ContinuationOptions(eqx.Module):
     max_points: int = 500
     tol: float | None = None
     max_corrector_steps: int = 10
+    max_correction: float = 1.0
     target_steps: int = 3
     linear: LinearSolve = LinearSolve()
     spectrum: SpectrumOptions = SpectrumOptions()
@@ -239,8 +243,11 @@ def follow(cont, u, t, params, p_stop, options, *, p_start):
     found = []
     ds, end = options.ds, "max_points"
     while len(points) < options.max_points:
-        new, ok, steps = correct(cont, u + ds * t, t, params, options)
-        new_t, t_ok = tangent(cont, new, t, params, options) if bool(ok) else (t, False)
+        predicted = u + ds * t
+        new, ok, steps = correct(cont, predicted, t, params, options)
+        moved = inner(options, new - predicted, new - predicted) ** 0.5
+        ok = bool(ok) and float(moved) <= options.max_correction * ds
+        new_t, t_ok = tangent(cont, new, t, params, options) if ok else (t, False)
         if not (bool(ok) and bool(t_ok)):
             ds /= 2
             if ds < options.ds_min:
@@ -251,7 +258,7 @@ def follow(cont, u, t, params, p_stop, options, *, p_start):
         points.append(_point(cont, u, t, params, options, steps=int(steps), ds=ds))
         if options.detect:
             found += detect_and_locate(cont, points[-2], points[-1], len(points) - 1, params,
-                                       options)
+                                       options, found)
         points[-2]["vectors"] = None
         p = float(u[-1])
         if sign * (p - p_stop) >= 0:

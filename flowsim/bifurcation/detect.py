@@ -64,13 +64,22 @@ def detections(before, after):
             "branch_point"]
 
 
-def detect_and_locate(cont, before, after, index, params, options):
-    """Every detection between the points ``before`` and ``after`` (``index``), located."""
+def detect_and_locate(cont, before, after, index, params, options, found=()):
+    """Every detection between the points ``before`` and ``after`` (``index``), located.
+
+    Newton starts from the nearer of the two points; if it lands on a point already
+    ``found`` (two bifurcations closer than a step), it starts again from the other."""
     from .normal_form import first_lyapunov_coefficient
 
     points = []
     for kind in detections(before, after):
-        point = locate(cont, before, after, index, kind, params, options)
+        point = None
+        for order in (0, 1):
+            point = locate(cont, before, after, index, kind, params, options, order)
+            if not (point.converged and any(same(point, other) for other in found)):
+                break
+        if point.converged and any(same(point, other) for other in found):
+            point.converged = False  # both starts found the earlier point: not located
         if kind == "hopf" and point.converged:
             point.lyapunov_coefficient = float(first_lyapunov_coefficient(
                 cont, jnp.asarray(point.solution), params, options))
@@ -78,23 +87,32 @@ def detect_and_locate(cont, before, after, index, params, options):
     return points
 
 
-def locate(cont, before, after, index, kind, params, options):
-    """Newton on ``kind``'s extended system from the better of the two points."""
+def same(point, other, rtol=1e-8):
+    """Two located points of one kind at the same p and state."""
+    scale = max(1.0, abs(other.p))
+    return (point.kind == other.kind and abs(point.p - other.p) <= rtol * scale
+            and np.max(np.abs(point.z - other.z)) <= rtol * max(1.0, np.max(np.abs(other.z))))
+
+
+def locate(cont, before, after, index, kind, params, options, order=0):
+    """Newton on ``kind``'s extended system from the better of the two points
+    (``order=1``: from the other one)."""
     n = before["u"].size - 1
     dtype = before["u"].dtype
+    pick = lambda candidates, key: sorted(candidates, key=key)[min(order, len(candidates) - 1)]
     if kind == "fold":
-        q = min((before, after), key=lambda pt: abs(pt["t"][-1]))
+        q = pick([before, after], lambda pt: abs(pt["t"][-1]))
         x0, ell = fold_guess(jnp.asarray(q["u"][:-1]), q["u"][-1], jnp.asarray(q["t"][:-1]))
     elif kind == "hopf":
-        q, j = min(((pt, j) for pt in (before, after) for j in range(pt["values"].size)
-                    if np.imag(pt["values"][j]) > IMAG_TOL),
-                   key=lambda c: abs(np.real(c[0]["values"][c[1]])))
+        q, j = pick([(pt, j) for pt in (before, after) for j in range(pt["values"].size)
+                     if np.imag(pt["values"][j]) > IMAG_TOL],
+                    lambda c: abs(np.real(c[0]["values"][c[1]])))
         x0, ell = hopf_guess(jnp.asarray(q["u"][:-1]), jnp.asarray(q["u"][-1]),
                              jnp.asarray(q["values"][j]), jnp.asarray(q["vectors"][j]))
     else:
-        q, j = min(((pt, j) for pt in (before, after) for j in range(pt["values"].size)
-                    if abs(np.imag(pt["values"][j])) <= IMAG_TOL),
-                   key=lambda c: abs(np.real(c[0]["values"][c[1]])))
+        q, j = pick([(pt, j) for pt in (before, after) for j in range(pt["values"].size)
+                     if abs(np.imag(pt["values"][j])) <= IMAG_TOL],
+                    lambda c: abs(np.real(c[0]["values"][c[1]])))
         psi = left_null_vector(cont, jnp.asarray(q["u"]), params,
                                jnp.real(jnp.asarray(q["vectors"][j])), options)
         x0, ell = branch_point_guess(jnp.asarray(q["u"][:-1]), q["u"][-1], psi)
@@ -108,6 +126,8 @@ def locate(cont, before, after, index, kind, params, options):
                              residual=float(residual), ell=np.asarray(ell))
     if kind == "hopf":
         point.omega = float(x[-2])
+        # ω = 0 solves the Hopf system at a fold too (F_z a = 0, b = 0): not a Hopf point
+        point.converged = point.converged and abs(point.omega) > 1e-8 * max(1.0, abs(point.p))
     return point
 
 
