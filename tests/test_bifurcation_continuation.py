@@ -217,3 +217,20 @@ def test_a_complex_pair_turning_real_while_unstable_is_no_bifurcation():
     assert branch.end == "p_stop" and branch.p[-1] > 4.5
     assert abs(only(branch, "hopf").p - 2.0) < LOCATE
     assert [point.kind for point in branch.bifurcations] == ["hopf"]
+
+
+def test_hopf_gradient_matches_finite_differences_of_the_located_point():
+    # independent of any closed form: relocate the Hopf point at a ± h by continuation
+    system = Brusselator()
+
+    def located(a):
+        params = {"a": a, "b": 1.0}
+        branch = continuation(system.field, system.start(params), params, "b", 6.0,
+                              options=OPTIONS)
+        return only(branch, "hopf")
+
+    a, h = 1.7, 1e-4
+    params = {"a": a, "b": 1.0}
+    grad = bifurcation_gradient(system.field, located(a), params, "b", ["a"])
+    difference = (located(a + h).p - located(a - h).p) / (2 * h)
+    assert abs(grad["a"] - difference) < 1e-7

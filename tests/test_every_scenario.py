@@ -36,8 +36,10 @@ SMALL = {
     "bifurcation-char": TINY_TRAIN + ["bif.samples=2", "bif.source_steps=2", "bif.max_points=40",
                                       "bif.ds_max=0.5"],
     "fep-overfit": FEP_TINY + ["steps=3", "V=5"],
-    "fep-oracle": FEP_TINY + ["steps=2", "V=5", "oracle_every=1"],
-    "fep-sweep": FEP_TINY + ["steps=2", "V=5", "n_lr=2", "n_lambda=2"],
+    # one system per batch here (per_window = false: a third less compilation); the
+    # per-window path runs in fep-overfit and fep-shakespeare below
+    "fep-oracle": FEP_TINY + ["steps=2", "V=5", "oracle_every=1", "per_window=false"],
+    "fep-sweep": FEP_TINY + ["steps=2", "V=5", "n_lr=2", "n_lambda=2", "per_window=false"],
     "fep-shakespeare": FEP_TINY + ["steps=1", "eval_every=1", "eval_batch=2",
                                    "oracle_training=false"],
     "gle-checks": ["chain.T=9.0", "chain.transient=1.0", "chain.tail=1.0", "chain.dt=0.05",
