@@ -78,7 +78,7 @@ length), metrics.csv (one row per sample) and the diagram
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -99,13 +99,12 @@ from flowsim.bifurcation.continuation import correct
 from flowsim.diagnostics.spectral import arnoldi, dense_matrix
 from flowsim.ep import char_model as cm
 from flowsim.ep.char_task import deployed_state
-from flowsim.run import Section
-from flowsim.run.registry import rule_names
 
 from . import char_training as ct
 from .common import save_figure, write_csv
-from .ep_source import SourceRun, source_run
-from .rho_vs_c import scaled, train_config
+from .continuation import plot_branch
+from .ep_source import source_run
+from .rho_vs_c import GainSource, scaled, train_config
 
 FLOW_KINDS = ("fold", "branch_point", "hopf")
 EULER_KINDS = ("euler_flip", "euler_fold", "euler_complex")
@@ -116,9 +115,8 @@ REAL_TOL = 1e-6  # μ is real when |Im μ| ≤ REAL_TOL |μ|
 GAIN = Family(scaled, label="c")  # one object: the jitted engine compiles once for all samples
 
 
-class BifSection(Section):
-    c_min: float = Field(0.25, gt=0, description="start of the continuation in c")
-    c_max: float = Field(3.0, gt=0, description="continue towards this c")
+class BifSection(GainSource):
+    table: ClassVar[str] = "bif"
     samples: int = Field(4, ge=1, le=4096, description="validation windows, one branch each")
     ds: float = Field(0.01, gt=0, description="first arclength step")
     ds_max: float = Field(0.2, gt=0, description="largest arclength step")
@@ -131,16 +129,9 @@ class BifSection(Section):
                              description="bracket (arclength) of the located rho = 1 crossing")
     jump_ratio: float = Field(1.0, gt=0, description="a step whose corrector moved the point "
                               "more than this times the step is a jump: retried smaller")
-    source: SourceRun = Field("", description="an ep-train run directory; '': found or made")
-    source_subdir: Literal[("",) + rule_names("equilibrium")] = Field(
-        "", description="its checkpoint folder: '' for ep-train, a rule's name for ep-wall")
-    source_step: int = Field(-1, ge=-1, description="-1: the last checkpoint")
-    source_steps: int = Field(300, ge=1, le=10**7, description="steps of an ep-train run made here")
 
     @model_validator(mode="after")
-    def _consistent(self):
-        if not self.c_min < self.c_max:
-            raise ValueError(f"bif.c_min ({self.c_min}) must be below bif.c_max ({self.c_max})")
+    def _steps(self):
         if self.ds > self.ds_max:
             raise ValueError(f"bif.ds ({self.ds}) must be at most bif.ds_max ({self.ds_max})")
         return self
@@ -402,19 +393,16 @@ def plot(results, bif_rows, path, b, dt):
         if len(branch.p) < 2:
             continue
         y, c = branch.norm, branch.p
-        stable = branch.unstable == 0
-        for i in range(len(c) - 1):
-            both = stable[i] and stable[i + 1]
-            ax.plot(c[i:i + 2], y[i:i + 2], "-" if both else "--",
-                    color="tab:blue" if both else "tab:red", lw=1.5 if both else 1.1)
+        plot_branch(ax, c, y, branch.unstable == 0)
         ax.annotate(str(k), (c[-1], y[-1]), fontsize=7, color="0.3")
         ax_rho.plot(c, rho, "-", color=colours[k % len(colours)], lw=1.2, label=f"sample {k}")
     for kind, (marker, colour) in MARKERS.items():
         rows = [r for r in bif_rows if r["type"] == kind]
         if not rows:
             continue
-        ax.plot([r["parameter"] for r in rows], [r["norm"] for r in rows], marker, color=colour, ms=9, ls="none",
-                mfc="none" if kind in FLOW_KINDS else colour, label=kind.replace("_", " "))
+        ax.plot([r["parameter"] for r in rows], [r["norm"] for r in rows], marker, color=colour,
+                ms=9, ls="none", mfc="none" if kind in FLOW_KINDS else colour,
+                label=kind.replace("_", " "))
         if kind in EULER_KINDS:
             ax_rho.plot([r["parameter"] for r in rows], [1.0] * len(rows), marker, color=colour,
                         ms=9, ls="none", label=kind.replace("_", " "))

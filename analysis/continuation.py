@@ -173,20 +173,24 @@ def signed_norm(z):
     return np.sign(np.sum(z, axis=-1)) * np.linalg.norm(z, axis=-1) / np.sqrt(z.shape[-1])
 
 
+def plot_branch(ax, p, y, stable):
+    """The curve (p, y): solid blue where ``stable``, dashed red where not; a segment
+    whose ends differ is drawn half in each style."""
+    for i in range(len(p) - 1):
+        mid_p, mid_y = (p[i] + p[i + 1]) / 2, (y[i] + y[i + 1]) / 2
+        for j, (ps, ys) in enumerate((([p[i], mid_p], [y[i], mid_y]),
+                                      ([mid_p, p[i + 1]], [mid_y, y[i + 1]]))):
+            good = stable[i + j]
+            ax.plot(ps, ys, "-" if good else "--", color="tab:blue" if good else "tab:red",
+                    lw=1.6 if good else 1.2)
+
+
 def diagram(branches, points, config, path):
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for branch in branches:
         if len(branch.p) < 2:
             continue
-        y = signed_norm(branch.z)
-        stable = branch.unstable == 0
-        for i in range(len(branch.p) - 1):  # a segment whose ends differ: half each
-            mid_p, mid_y = (branch.p[i] + branch.p[i + 1]) / 2, (y[i] + y[i + 1]) / 2
-            for j, (ps, ys) in enumerate((([branch.p[i], mid_p], [y[i], mid_y]),
-                                          ([mid_p, branch.p[i + 1]], [mid_y, y[i + 1]]))):
-                good = stable[i + j]
-                ax.plot(ps, ys, "-" if good else "--", color="tab:blue" if good else "tab:red",
-                        lw=1.6 if good else 1.2)
+        plot_branch(ax, branch.p, signed_norm(branch.z), branch.unstable == 0)
     for kind in KINDS:
         found = [point for _, point, _ in points if point.kind == kind]
         if found:

@@ -12,7 +12,7 @@ F_z = −I + c² Wᵀ D W (tied), ρ grows with c and passes 1 where the relaxat
 stops contracting; ρ^T1 says how much of z_0's error survives T1 steps.
 """
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import equinox as eqx
 import matplotlib.pyplot as plt
@@ -29,10 +29,13 @@ from .common import save_figure
 from .ep_source import SourceRun, source_run
 
 
-class RhoSection(Section):
-    c_min: float = Field(0.25, gt=0)
-    c_max: float = Field(3.0, gt=0)
-    points: int = Field(12, ge=2, le=10**5)
+class GainSource(Section):
+    """A range of the gain c and the ep-train checkpoint whose W it scales (shared by the
+    studies of that family: rho-vs-c's grid, bifurcation-char's continuation)."""
+
+    table: ClassVar[str] = "rho"  # the config table's name, for messages
+    c_min: float = Field(0.25, gt=0, description="smallest c")
+    c_max: float = Field(3.0, gt=0, description="largest c")
     source: SourceRun = Field("", description="an ep-train run directory; '': found or made")
     source_subdir: Literal[("",) + rule_names("equilibrium")] = Field(
         "", description="its checkpoint folder: '' for ep-train, a rule's name for ep-wall")
@@ -42,8 +45,13 @@ class RhoSection(Section):
     @model_validator(mode="after")
     def _range(self):
         if not self.c_min < self.c_max:
-            raise ValueError(f"rho.c_min ({self.c_min}) must be below rho.c_max ({self.c_max})")
+            raise ValueError(f"{self.table}.c_min ({self.c_min}) must be below "
+                             f"{self.table}.c_max ({self.c_max})")
         return self
+
+
+class RhoSection(GainSource):
+    points: int = Field(12, ge=2, le=10**5)
 
 
 class Config(ct.CharConfig):
