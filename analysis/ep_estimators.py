@@ -22,6 +22,7 @@ from pydantic import Field
 
 import flowsim
 from flowsim.run import Section, StudyConfig
+from flowsim.run.sweep_core import SweepCore
 from flowsim.systems import AsymmetricTanh, Hopfield
 
 from .common import save_figure
@@ -58,11 +59,14 @@ def _loss(z, y):
     return 0.5 * jnp.sum((z - y) ** 2)
 
 
-def make_problem(name, options, key):
-    """(problem, params, z0, x, y): the batch is solved as one system, as in seed 002."""
+def make_problem(name, options, key, gain=None):
+    """(problem, params, z0, x, y): the batch is solved as one system, as in seed 002.
+
+    ``gain`` (default ``options.gain``) may be traced: a sweep over it is one program.
+    """
     system = SYSTEMS[name](options.state, options.inputs)
     k_params, k_x, k_y = jax.random.split(key, 3)
-    params = system.init_params(k_params, gain=options.gain)
+    params = system.init_params(k_params, gain=options.gain if gain is None else gain)
     shape = (options.batch,)
     x = jax.random.normal(k_x, shape + (options.inputs,))
     y = 0.5 * jax.random.normal(k_y, shape + (options.state,))
@@ -134,6 +138,62 @@ def run(config, ctx):
     summary["failed_estimates"] = len(failed)
     summary["failures"] = "; ".join(reasons)
     return summary
+
+
+# --- the headline as one vectorisable computation (``flowsim run ep-estimators --sweep``) ---
+
+def _headline_core(config, values, state=None):
+    """The summary's cosines and residuals for one configuration, as arrays.
+
+    Reads ``seed``, ``dt``, the gains and ``radius`` from ``values`` (so a sweep over them
+    is one program); the phase lengths, nudges and horizons stay static. The same
+    estimates as :func:`run`'s rows, computed in one traced function: the sweep's rows are
+    held against the single run's summary (tests/test_sweep.py).
+    """
+    dt, longest, beta_min = values["dt"], max(config.phase_steps), min(config.betas)
+    bound = {"max_steps": longest}
+    keys = dict(zip(SYSTEMS, jax.random.split(jax.random.PRNGKey(values["seed"]), len(SYSTEMS))))
+    out, failures = {}, 0
+    for name in SYSTEMS:
+        problem, params, z0, x, y = make_problem(name, getattr(config, name), keys[name],
+                                                 gain=values[f"{name}.gain"])
+        oracle, info = flowsim.gradient(flowsim.Implicit(), problem, z0, params, x, y)
+        failures += info["result"] != flowsim.RESULTS.successful
+
+        def estimate(estimator):
+            grads, info = flowsim.gradient(estimator, problem, z0, params, x, y)
+            return (flowsim.cosine(grads, oracle), info["residual"],
+                    info["result"] != flowsim.RESULTS.successful)
+
+        ep = lambda steps: estimate(flowsim.EP(beta_min, steps, dt, True, **bound))
+        picked = {"ep": ep(longest), "ep_first": ep(config.phase_steps[0])}
+        if name == "asymmetric":
+            picked["rbp"] = estimate(flowsim.RBP(longest, dt, **bound))
+        else:
+            picked["hep"] = estimate(flowsim.HolomorphicEP(values["radius"], config.points,
+                                                           longest, dt, **bound))
+        horizon = [estimate(flowsim.BPTT(t, dt, max_steps=max(config.horizons)))
+                   for t in config.horizons]
+        cos_t, residual_t, failed_t = (jnp.stack(column) for column in zip(*horizon))
+        failures += sum(failed for _, _, failed in picked.values()) + jnp.sum(failed_t)
+        best = jnp.argmin(residual_t)
+        suffix = "" if name == "asymmetric" else f"_{name}"
+        out[f"cos_bptt_oracle_at_min_residual{suffix}"] = cos_t[best]
+        out[f"min_residual{suffix}"] = residual_t[best]
+        out[f"cos_ep_oracle_shortest_phase_{name}"] = picked["ep_first"][0]
+        out[f"cos_ep_oracle_{'symmetric' if name == 'hopfield' else 'asymmetric'}"] = picked["ep"][0]
+        if name == "asymmetric":
+            out["cos_rbp_oracle_asymmetric"] = picked["rbp"][0]
+        else:
+            out["cos_hep_oracle_symmetric"] = picked["hep"][0]
+    out["failed_estimates"] = failures
+    return out
+
+
+SWEEP = SweepCore(traced=("seed", "dt", "hopfield.gain", "asymmetric.gain", "radius"),
+                  summary=_headline_core,
+                  headline=("cos_ep_oracle_symmetric", "cos_ep_oracle_asymmetric",
+                            "cos_rbp_oracle_asymmetric", "cos_bptt_oracle_at_min_residual"))
 
 
 def _pick(rows, **match):

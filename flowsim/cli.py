@@ -1,9 +1,17 @@
 """The ``flowsim`` command: list scenarios, run one, show a run directory.
 
     flowsim list
-    flowsim run NAME|PATH.toml [--set key.sub=value]... [--out DIR] [--seed N]
+    flowsim run NAME|PATH.toml [--set key.sub=value]... [--sweep key=v1,v2,...]...
+                               [--out DIR] [--seed N]
+                               [--coordinator HOST:PORT --num-processes N --process-id I]
+                               [--distributed]
     flowsim show DIR
-    flowsim resume DIR
+    flowsim resume DIR [--coordinator ... | --distributed]
+
+``--sweep`` runs the grid of the given values as one run (``sweep.csv``).
+``--coordinator``/``--num-processes``/``--process-id`` start ``jax.distributed``
+(``--distributed``: let JAX detect the cluster, e.g. under SLURM); every process
+runs the same command and process 0 writes the run directory.
 
 Exit codes: 0 ok, 1 failed, 2 bad input (one ``flowsim: error: ...`` line on
 stderr and no run directory), 3 diverged, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
@@ -39,13 +47,44 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="override a config key (value: TOML literal; repeatable)")
     run.add_argument("--out", type=Path, help="run directory (new or empty; default runs/<name>-<time>)")
     run.add_argument("--seed", type=int, help="random seed (sets config.seed)")
+    run.add_argument("--sweep", dest="sweeps", action="append", default=[], metavar="KEY=V1,V2",
+                     help="run the grid of these values (TOML literals; repeatable: a product)")
+    _add_distributed(run)
 
     resume = commands.add_parser("resume", help="continue an interrupted run from its last checkpoint")
     resume.add_argument("directory", type=Path, metavar="DIR")
+    _add_distributed(resume)
 
     show = commands.add_parser("show", help="print a run directory's summary, config, metrics and plots")
     show.add_argument("directory", type=Path, metavar="DIR")
     return parser
+
+
+def _add_distributed(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group("several processes (jax.distributed)")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="process 0's address")
+    group.add_argument("--num-processes", type=int, metavar="N", help="how many processes")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1")
+    group.add_argument("--distributed", action="store_true",
+                       help="let JAX detect the cluster (SLURM, Open MPI, ...)")
+
+
+def _start_processes(args: argparse.Namespace) -> tuple[bool, bool]:
+    """Start jax.distributed if asked; returns (this process writes the run, started)."""
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(value is None for value in explicit):
+        return True, False
+    if args.distributed and any(value is not None for value in explicit):
+        raise BadInput("give --distributed or --coordinator/--num-processes/--process-id, not both")
+    if args.command == "run" and args.out is None:
+        raise BadInput("a multi-process run needs --out DIR (the same directory in every process)")
+    from flowsim.parallel import distributed
+
+    try:
+        distributed.initialize(*explicit, auto=args.distributed)
+    except ValueError as error:
+        raise BadInput(str(error)) from None
+    return distributed.is_main_process(), True
 
 
 def _command_list() -> int:
@@ -68,7 +107,9 @@ def _command_list() -> int:
 
 def _command_run(args: argparse.Namespace, argv: list[str]) -> int:
     """Validate everything, then execute the run; bad input raises before any file is made."""
-    prepared = prepare(args.target, args.assignments, args.seed, args.out)
+    writer, several = _start_processes(args)
+    prepared = prepare(args.target, args.assignments, args.seed, args.out, args.sweeps, writer,
+                       several)
     return execute(prepared, ["flowsim", *argv])
 
 
@@ -84,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "resume":
             from flowsim.run.resume import resume_run
 
-            return resume_run(args.directory, ["flowsim", *argv])
+            writer, several = _start_processes(args)
+            return resume_run(args.directory, ["flowsim", *argv], writer, several)
         print(describe_run(args.directory))
         return 0
     except BadInput as error:

@@ -9,12 +9,19 @@ then re-executes the study in the same directory. Every problem is a
 one-line :class:`BadInput` (exit 2) and leaves the directory as it was.
 """
 
+import dataclasses
 from pathlib import Path
 
 from ..train import checkpoint as ckpt
 from . import store
 from .config import BadInput
-from .runner import PreparedRun, _enable_float64_and_agg, execute, resolve_config
+from .runner import (
+    PreparedRun,
+    _enable_float64_and_agg,
+    execute,
+    prepare,
+    resolve_config,
+)
 from .scenario import import_study, load_scenario
 
 CHECKPOINTS = "checkpoints"
@@ -45,7 +52,7 @@ def check_resumable(directory, config) -> list[Path]:
     return found
 
 
-def prepare_resume(directory) -> PreparedRun:
+def prepare_resume(directory, writer: bool = True, several: bool = False) -> PreparedRun:
     """Validate a ``flowsim resume DIR`` without writing anything."""
     directory = Path(directory)
     if not (directory / store.CONFIG).is_file():
@@ -54,16 +61,38 @@ def prepare_resume(directory) -> PreparedRun:
     _enable_float64_and_agg()
     study = import_study(scenario)
     config = resolve_config(study.Config, scenario, [], None)
+    if scenario.sweep:
+        return _prepare_sweep_resume(directory, scenario, writer, several)
+    if several:
+        raise BadInput("several processes resume only a sweep")
     check_resumable(directory, config)
     return PreparedRun(scenario, study, config, directory)
 
 
-def resume_run(directory, command: list[str] | None = None) -> int:
+def _prepare_sweep_resume(directory: Path, scenario, writer: bool, several: bool) -> PreparedRun:
+    """A sweep resumes from its groups' sharded checkpoints and keeps the configurations
+    that ended; it needs at least one of them."""
+    from flowsim.run.sweep_runner import CONFIGS
+
+    groups = sorted((directory / CHECKPOINTS).glob("group_*/step_*"))
+    ended = [p for p in (directory / CONFIGS).glob("*/" + store.SUMMARY)]
+    if not groups and not ended:
+        raise BadInput(f"{directory} holds no sweep checkpoint or finished configuration to "
+                       f"resume from (looked under {directory / CHECKPOINTS} and "
+                       f"{directory / CONFIGS})")
+    prepared = prepare(str(directory / store.CONFIG), [], None, None, writer=writer,
+                       several=several)
+    prepared.study.directory = directory  # where every process finds the checkpoints
+    return dataclasses.replace(prepared, out=directory if writer else prepared.out)
+
+
+def resume_run(directory, command: list[str] | None = None, writer: bool = True,
+               several: bool = False) -> int:
     """Resume the run in ``directory``; returns the exit code (0 ok, 3 diverged, ...).
 
     Raises :class:`BadInput` (nothing written) when the directory cannot be resumed.
     """
-    prepared = prepare_resume(directory)
+    prepared = prepare_resume(directory, writer, several)
     return execute(prepared, command or ["flowsim", "resume", str(directory)], resume=True)
 
 

@@ -47,17 +47,60 @@ class PreparedRun:
     study: ModuleType
     config: StudyConfig
     out: Path
+    sweep: dict = dataclasses.field(default_factory=dict)
 
 
-def prepare(target: str, assignments: list[str], seed: int | None, out: Path | None) -> PreparedRun:
-    """Validate a ``flowsim run``: scenario, ``--set`` assignments, seed, study, ranges, output directory."""
+def prepare(target: str, assignments: list[str], seed: int | None, out: Path | None,
+            sweeps: list[str] = (), writer: bool = True, several: bool = False) -> PreparedRun:
+    """Validate a ``flowsim run``: scenario, ``--set`` assignments, seed, study, ranges, output
+    directory, and the sweep (the scenario's ``[sweep]`` table, then ``--sweep``).
+
+    ``writer=False`` (a process other than 0 of a multi-process run) computes into a
+    scratch directory; process 0 writes ``out``. ``several`` processes need a sweep of a
+    study with a vectorised core (the only work they can share).
+    """
     scenario = load_scenario(target)
-    if out is not None:
+    if out is not None and writer:
         _check_out(out)
     _enable_float64_and_agg()
     study = import_study(scenario)
     config = resolve_config(study.Config, scenario, assignments, seed)
-    return PreparedRun(scenario, study, config, out or _default_out(scenario.name))
+    out = out or _default_out(scenario.name)
+    sweep = resolve_sweep(study, scenario, sweeps)
+    if several and not (sweep and getattr(study, "SWEEP", None) is not None):
+        raise BadInput(f"several processes share only a sweep of a study with a vectorised core "
+                       f"(SWEEP); scenario {scenario.name!r} gives "
+                       f"{'a sweep of a study without one' if sweep else 'no sweep'}")
+    if not sweep:
+        return PreparedRun(scenario, study, config, out if writer else _scratch())
+    from flowsim.run.sweep_runner import build
+
+    defaults = study.Config().model_dump()
+    known = merge(defaults, scenario.changes)
+    sweeping = build(study, scenario, config, scenario.changes,
+                     parse_overrides(assignments, known), seed, sweep, out)
+    return PreparedRun(scenario, sweeping, config, out if writer else _scratch(), sweep)
+
+
+def resolve_sweep(study, scenario: Scenario, sweeps) -> dict:
+    """``{dotted key: values}``: the scenario's ``[sweep]`` table, then ``--sweep`` on top."""
+    from flowsim.run.sweep_spec import check_table, parse_sweep_args
+
+    defaults = study.Config().model_dump()
+    sweep = check_table(scenario.sweep, defaults, str(scenario.path)) if scenario.sweep else {}
+    sweep.update(parse_sweep_args(list(sweeps), defaults))
+    return sweep
+
+
+def _scratch() -> Path:
+    """A throwaway directory for a process that computes but does not write the run."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="flowsim-process-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def resolve_config(config_class, scenario: Scenario, assignments: list[str], seed: int | None):
@@ -116,7 +159,10 @@ def execute(run: PreparedRun, command: list[str], resume: bool = False) -> int:
         "description": run.scenario.description,
         "config": run.config.model_dump(),
     }
+    if run.sweep:
+        scenario_record["sweep"] = merge({}, run.sweep)  # nested tables, like [config]
     previous_wall = 0.0
+    resume = resume and (directory / store.ENV).is_file()  # a scratch directory starts anew
     if resume:
         env = json.loads((directory / store.ENV).read_text())
         env.setdefault("resumed", []).append(

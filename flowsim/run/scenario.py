@@ -11,6 +11,8 @@ A scenario is a TOML file with top-level keys
   (data, an earlier run), both shown by ``flowsim list``;
 * ``[config]``: only what differs from the study's typed defaults (its
   ``Config``); every key there and every ``--set`` is checked against them;
+* ``[sweep]``: config keys with lists of values; ``flowsim run`` runs their
+  grid as one sweep (``--sweep key=v1,v2`` adds or replaces entries);
 * ``scenario``: the scenario's name (default: the file's stem).
 
 A run's ``config.toml`` is a complete scenario file, so ``flowsim run
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from flowsim.run.config import BadInput, StudyConfig, merge
 
-SCENARIO_KEYS = ("scenario", "description", "study", "base", "time", "needs", "config")
+SCENARIO_KEYS = ("scenario", "description", "study", "base", "time", "needs", "config", "sweep")
 STUDIES = "flowsim.studies"
 
 
@@ -43,6 +45,7 @@ class Scenario:
     path: Path
     time: str = ""
     needs: str = ""
+    sweep: dict = dataclasses.field(default_factory=dict)
 
 
 def scenario_dir() -> Path:
@@ -101,19 +104,22 @@ def _load_file(path: Path, visiting: frozenset) -> Scenario:
     if unknown:
         raise BadInput(f"{path}: unknown top-level key(s) {', '.join(unknown)}; "
                        f"valid: {', '.join(SCENARIO_KEYS)}")
-    for key in SCENARIO_KEYS[:-1]:
+    for key in SCENARIO_KEYS[:-2]:
         if key in document and not isinstance(document[key], str):
             raise BadInput(f"{path}: {key} must be a string")
     changes = document.get("config", {})
     if not isinstance(changes, dict):
         raise BadInput(f"{path}: config must be a table ([config])")
+    sweep = document.get("sweep", {})
+    if not isinstance(sweep, dict):
+        raise BadInput(f"{path}: sweep must be a table ([sweep])")
     name = document.get("scenario", path.stem)
     shown = {key: document.get(key, "") for key in ("description", "time", "needs")}
     if "study" in document:
         if "base" in document:
             raise BadInput(f"{path}: give study or base, not both")
         return Scenario(name, document["study"], changes=copy.deepcopy(changes), path=path,
-                        **shown)
+                        sweep=copy.deepcopy(sweep), **shown)
     if "base" not in document:
         raise BadInput(f"{path}: a scenario file needs study = \"module\", or base = \"name\" "
                        "to change another scenario")
@@ -122,7 +128,8 @@ def _load_file(path: Path, visiting: frozenset) -> Scenario:
     base = _load(document["base"], visiting | {path.resolve()})
     shown = {key: value or getattr(base, key) for key, value in shown.items()}
     return Scenario(path.stem if "scenario" not in document else name, base.study,
-                    changes=merge(base.changes, changes), path=path, **shown)
+                    changes=merge(base.changes, changes), path=path,
+                    sweep=merge(base.sweep, sweep), **shown)
 
 
 def describe_scenarios() -> list[Scenario | tuple[str, str]]:
