@@ -4,9 +4,9 @@ Every scheme is an ODE solved by diffrax; equilibria come from optimistix and
 the exact gradient (the oracle) from a lineax adjoint solve. The public names
 below, and the subpackages (``flowsim.fep``, ``flowsim.ep``, ``flowsim.rules``,
 ``flowsim.solvers``, ``flowsim.train``, ``flowsim.systems``, ``flowsim.data``, ``flowsim.bifurcation``,
-``flowsim.diagnostics``, ``flowsim.gle``, ``flowsim.trajectory``), are imported on first
-use, so that ``import flowsim``
-(and the ``flowsim`` command) does not pay for JAX until it needs it.
+``flowsim.diagnostics``, ``flowsim.gle``, ``flowsim.trajectory``, ``flowsim.parallel``), are
+imported on first use, so that ``import flowsim`` (and the ``flowsim`` command) does not
+pay for JAX until it needs it.
 """
 
 import importlib
@@ -27,8 +27,8 @@ _EXPORTS = {
     "residual": "diagnostics", "spectral_radius": "diagnostics", "cosine": "diagnostics",
     "relative_error": "diagnostics",
 }
-_SUBPACKAGES = ("bifurcation", "data", "diagnostics", "ep", "fep", "gle", "problem", "rules", "solvers",
-                "systems", "train", "trajectory")
+_SUBPACKAGES = ("bifurcation", "data", "diagnostics", "ep", "fep", "gle", "parallel", "problem",
+                "rules", "solvers", "systems", "train", "trajectory")
 
 __all__ = sorted(_EXPORTS) + list(_SUBPACKAGES)
 

@@ -13,6 +13,7 @@ complete one is :func:`latest_step`.
 """
 
 import re
+import shutil
 from pathlib import Path
 
 import jax
@@ -32,25 +33,33 @@ def _checkpointer():
     return ocp.StandardCheckpointer()
 
 
-def save(directory, step: int, state) -> Path:
+def save(directory, step: int, state, keep: int = 2) -> Path:
     """Save ``state`` (arrays split along the configuration axis) as ``DIR/step_<step>``.
 
     Every process must call it (each writes its shards); returns when it is on disk.
+    Process 0 then deletes all but the newest ``keep`` steps.
     """
-    path = Path(directory).resolve() / f"step_{step:08d}"
+    root = Path(directory).resolve()
+    path = root / f"step_{step:08d}"
     checkpointer = _checkpointer()
     checkpointer.save(path, _named(state))
     checkpointer.wait_until_finished()
     checkpointer.close()
+    if jax.process_index() == 0:
+        for old in sorted(_steps(root))[:-keep]:
+            shutil.rmtree(root / f"step_{old:08d}", ignore_errors=True)
     return path
+
+
+def _steps(root: Path) -> list[int]:
+    return [int(m.group(1)) for p in root.glob("step_*") if (m := _STEP.match(p.name))]
 
 
 def latest_step(directory) -> int | None:
     """The newest step saved under ``directory`` (orbax writes under a temporary name and
     renames when complete, so a half-written step is not listed)."""
-    root = Path(directory)
-    steps = [int(m.group(1)) for p in root.glob("step_*") if (m := _STEP.match(p.name))]
-    return max(steps) if root.is_dir() and steps else None
+    steps = _steps(Path(directory))
+    return max(steps) if steps else None
 
 
 def restore(directory, step: int, like, mesh, count: int):

@@ -113,10 +113,11 @@ class SweepStudy:
         write_sweep_csv(ctx.dir / SWEEP_CSV, table)
         plot_sweep(table, list(self.sweep), self._headline(table),
                    ctx.plot_path("sweep"), self.scenario.name)
-        failed = sum(row.get("status") != "ok" for row in rows)
+        failed = sum(row.get("status") not in ("ok", "diverged") for row in rows)
         return {"configurations": len(points), "programs": len(groups),
                 "vectorised": self.core is not None, "devices": mesh.size,
                 "processes": jax.process_count(), "failed_configurations": failed,
+                "diverged_configurations": sum(row.get("status") == "diverged" for row in rows),
                 "swept_keys": ",".join(self.sweep), "sweep_wall_s": round(wall, 3)}
 
     # --- one configuration as its own run -------------------------------------------------
@@ -164,7 +165,8 @@ class SweepStudy:
         if done:
             state = parallel.restore(where, done, state, mesh, len(indices))
             ctx.log(f"group {number}: resumed at step {done} of {total}")
-        recorders = [_Metrics(ctx.dir / CONFIGS / f"{i:04d}", done) for i in indices]
+        recorders = [_Metrics(ctx.dir / CONFIGS / f"{i:04d}", done) for i in indices] \
+            if core.advance else []
         programs = {}
         while core.advance and done < total:
             count = min(chunk or total, total - done)
@@ -184,7 +186,11 @@ class SweepStudy:
             parallel.sharded_vmap(lambda v, s: core.summary(first, v, s), mesh)(values, state),
             len(indices))
         for k, i in enumerate(indices):
-            rows[i].update({"status": "ok"}, **{name: column[k] for name, column in summary.items()})
+            rows[i].update({"status": "ok"}, **{name: np.asarray(column[k]).item()
+                                                for name, column in summary.items()})
+            where = ctx.dir / CONFIGS / f"{i:04d}"
+            where.mkdir(parents=True, exist_ok=True)
+            store.write_json_atomic(where / store.SUMMARY, {k: store.scalar(v) for k, v in rows[i].items()})
 
     def _headline(self, table) -> list[str]:
         if self.core is not None and self.core.headline:
@@ -217,7 +223,7 @@ class _Metrics:
             import csv
 
             with path.open() as file:
-                kept = [row for row in csv.DictReader(file) if int(row["step"]) < start]
+                kept = [row for row in csv.DictReader(file) if int(row["step"]) <= start]
         if kept:
             self.context.write_metrics(kept)
         elif path.exists():

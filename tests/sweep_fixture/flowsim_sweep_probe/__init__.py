@@ -1,0 +1,1 @@
+"""A study for the sweep tests only (importable with ``PYTHONPATH=tests/sweep_fixture``)."""
