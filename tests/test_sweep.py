@@ -128,6 +128,16 @@ def test_a_vectorised_sweep_is_one_program_and_meets_the_closed_form(probe):
     assert "[sweep]" in record and "lr = [0.1, 0.2]" in record
 
 
+def test_show_describes_the_sweep_table(probe, capsys):
+    assert main(["run", "quadratic-grid", "--out", "run"]) == 0
+    capsys.readouterr()
+    assert main(["show", "run"]) == 0
+    shown = capsys.readouterr().out
+    assert "sweep:\n  columns: lr, seed, status, loss, x_sum\n  rows: 6" in shown
+    last = shown.split("last: lr=0.2, seed=2, status=ok, loss=")[1].split(",")[0]
+    assert float(last) == pytest.approx(_closed_form(2, 0.2), rel=1e-13)
+
+
 def test_the_sweep_row_equals_the_single_run(probe):
     assert main(["run", "quadratic-descent", "--out", "one", "--seed", "2",
                  "--set", "lr=0.2"]) == 0

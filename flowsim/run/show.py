@@ -25,6 +25,9 @@ def describe_run(directory: Path) -> str:
 
     lines.append("metrics:")
     lines += ["  " + line for line in _describe_metrics(directory / store.METRICS)]
+    if (directory / "sweep.csv").is_file():  # a sweep: one row per configuration
+        lines.append("sweep:")
+        lines += ["  " + line for line in _describe_metrics(directory / "sweep.csv")]
 
     plots = sorted(path.name for path in (directory / store.PLOTS).glob("*") if path.is_file())
     lines.append("plots: " + (", ".join(plots) if plots else "none"))
@@ -48,13 +51,13 @@ def _read_summary(directory: Path) -> dict:
 
 
 def _describe_metrics(path: Path) -> list[str]:
-    """Columns, row count and the last row of metrics.csv."""
+    """Columns, row count and the last row of a CSV (metrics.csv, sweep.csv)."""
     if not path.is_file():
         return ["none"]
     with path.open(newline="") as file:
         rows = list(csv.reader(file))
     if not rows:
-        return ["empty metrics.csv"]
+        return [f"empty {path.name}"]
     header, body = rows[0], rows[1:]
     lines = [f"columns: {', '.join(header)}", f"rows: {len(body)}"]
     if body:
