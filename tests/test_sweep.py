@@ -295,3 +295,16 @@ def test_fep_overfit_sweep_rows_equal_single_runs_and_keep_per_step_metrics(tmp_
         swept = [float(r["train_ce"]) for r in csv.DictReader(file)]
     assert swept == pytest.approx(alone, rel=1e-9)
     assert (tmp_path / "many" / "checkpoints" / "group_000" / "step_00000002").is_dir()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--distributed"], "JAX found no cluster to join"),
+    (["--coordinator", "localhost:1", "--num-processes", "2"], "give all of --coordinator"),
+    (["--coordinator", "localhost:1", "--num-processes", "2", "--process-id", "2"],
+     "--process-id 2 must be in [0, 2)"),
+])
+def test_bad_process_flags_exit_2_with_one_line(probe, flags, message):
+    result = _run(["run", "quadratic-descent", "--out", "x", "--sweep", "lr=0.1,0.2", *flags],
+                  cwd=probe, check=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (probe / "x").exists()

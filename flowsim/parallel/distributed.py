@@ -19,11 +19,16 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     explicit = (coordinator, num_processes, process_id)
     if all(value is None for value in explicit):
         if auto:
-            jax.distributed.initialize()
+            try:
+                jax.distributed.initialize()
+            except ValueError as error:  # no cluster in the environment
+                raise ValueError(f"--distributed: JAX found no cluster to join ({error}); "
+                                 f"run under SLURM, Open MPI, ... or give --coordinator "
+                                 f"HOST:PORT --num-processes N --process-id I") from None
         return auto
     if any(value is None for value in explicit):
         raise ValueError("give all of --coordinator HOST:PORT, --num-processes N and "
-                         "--process-id I (or --distributed auto)")
+                         "--process-id I (or --distributed under a cluster manager)")
     if not 0 <= process_id < num_processes:
         raise ValueError(f"--process-id {process_id} must be in [0, {num_processes})")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
