@@ -270,7 +270,7 @@ def test_ep_estimators_sweep_rows_equal_single_runs(tmp_path, monkeypatch):
 
 FEP_SMALL = ["--set", "B=2", "--set", "N=3", "--set", "K=2", "--set", "t1=5.0", "--set",
              "max_qflow_steps=200", "--set", "V=5", "--set", "steps=4", "--set",
-             "checkpoint_every=2"]
+             "checkpoint_every=2", "--set", "per_window=false"]
 
 
 @pytest.mark.slow
