@@ -226,15 +226,25 @@ def test_every_rule_reports_the_same_info_keys(hopfield):
     keys = {"loss", "residual", "matvecs", "result", "failed_samples", "sample_results"}
     energy_problem = flowsim.Problem(problem.field, loss, energy=Hopfield(N, M).energy)
     rules.append(flowsim.EnergyGradient(flowsim.EquilibriumSolver()))
-    for rule in rules:
-        target = energy_problem if isinstance(rule, flowsim.EnergyGradient) else problem
-        _, info = flowsim.gradient(rule, target, z0, params, x, y, key=jax.random.PRNGKey(0))
+
+    @eqx.filter_jit
+    def infos(params):
+        """Every rule's info, and BPTT's without a key, from one compiled program (the
+        rules one by one compile nine, at over two seconds each)."""
+        out = []
+        for rule in rules:
+            target = energy_problem if isinstance(rule, flowsim.EnergyGradient) else problem
+            out.append(flowsim.gradient(rule, target, z0, params, x, y,
+                                        key=jax.random.PRNGKey(0))[1])
+        return out, flowsim.gradient(flowsim.BPTT(20, 0.1), problem, z0, params, x, y)[1]
+
+    every, bptt = infos(params)
+    for rule, info in zip(rules, every):
         assert set(info) == keys, type(rule).__name__
         assert flowsim.result_name(info["result"]) == "successful"
         assert int(info["matvecs"]) > 0 and int(info["failed_samples"]) == 0
     # BPTT counts its products: T evaluations forward, T VJPs back
-    _, info = flowsim.gradient(flowsim.BPTT(20, 0.1), problem, z0, params, x, y)
-    assert int(info["matvecs"]) == 40
+    assert int(bptt["matvecs"]) == 40
 
 
 def test_per_sample_equilibria_equal_the_joint_solve(asymmetric):
@@ -265,8 +275,13 @@ def test_a_hard_sample_is_left_out_and_counted():
     rules = {"implicit": flowsim.Implicit(),
              "rbp": flowsim.RBP(2000, 0.1),
              "ep": flowsim.EP(1e-4, 2000, 0.1, True)}
-    for name, rule in rules.items():
-        grads, info = flowsim.gradient(rule, problem, z0, theta, x, y)
+
+    @eqx.filter_jit
+    def estimates(x):  # the three rules in one compiled program
+        return {name: flowsim.gradient(rule, problem, z0, theta, x, y)
+                for name, rule in rules.items()}
+
+    for name, (grads, info) in estimates(x).items():
         assert flowsim.result_name(info["result"]) == "samples_failed", name
         assert int(info["failed_samples"]) == 1
         codes = [flowsim.result_name(jax.tree.map(lambda v: v[i], info["sample_results"]))
@@ -276,6 +291,6 @@ def test_a_hard_sample_is_left_out_and_counted():
         tol = 1e-10 if name == "implicit" else 1e-6
         assert float(grads) == pytest.approx(expected, rel=tol), name
     # every sample failed: nothing to estimate, NaN and the failure's code
-    grads, info = flowsim.gradient(flowsim.Implicit(), problem, z0, theta, -x ** 2 - 1, y)
+    grads, info = estimates(-x ** 2 - 1)["implicit"]
     assert np.isnan(float(grads)) and int(info["failed_samples"]) == 4
     assert flowsim.result_name(info["result"]) != "successful"

@@ -1,5 +1,6 @@
 """Q-flow and P-flow (seeds 000/001): natural gradient, monotone F, envelope theorem, overfit."""
 
+import equinox as eqx
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
@@ -79,17 +80,20 @@ def test_envelope_theorem(problem, trajectory):
     solve, traj = trajectory
     z_star = jax.tree_util.tree_map(lambda a: a[-1], traj)  # q(t = 200)
     problem_ = fep.fep_problem(fe)
-    assert flowsim.residual(problem_.field, z_star, priors, (x, y)) < 1e-8
+    assert eqx.filter_jit(flowsim.residual)(problem_.field, z_star, priors, (x, y)) < 1e-8
     at_q = flowsim.EnergyGradient(flowsim.Relaxation(1, 1e-12))  # q* given: a null step
     signal, info = flowsim.gradient(at_q, problem_, z_star, priors, (x, y), y)
     assert flowsim.result_name(info["result"]) == "successful"
     direction = _direction(priors, 7)
     h = 1e-4
+    # compiled, as the solve is (op by op, F and the steps compiled some two hundred programs)
+    step = jax.jit(lambda sign: jax.tree_util.tree_map(lambda a, d: a + sign * h * d, priors,
+                                                       direction))
+    F_last = jax.jit(lambda traj, p: fe(jax.tree_util.tree_map(lambda a: a[-1], traj), p, x, y))
 
     def F_star(sign):
-        p = jax.tree_util.tree_map(lambda a, d: a + sign * h * d, priors, direction)
-        z = jax.tree_util.tree_map(lambda a: a[-1], solve(p, z_star))
-        return fe(z, p, x, y)
+        p = step(sign)
+        return F_last(solve(p, z_star), p)
 
     fd = (F_star(1.0) - F_star(-1.0)) / (2 * h)  # truncation O(h^2) ~ 1e-8, solve error ~1e-11/h
     np.testing.assert_allclose(_dot(signal, direction), fd, rtol=1e-5)
@@ -99,35 +103,50 @@ def test_envelope_theorem(problem, trajectory):
         assert float(jnp.max(jnp.abs(leaf))) > 1e-3, name
 
 
+@pytest.fixture(scope="module")
+def prediction_oracle(problem):
+    """The oracle dL(q*(θ))/dθ of the prediction (inference equilibrium, last position),
+    from the Q-flow solver the loop below uses: one compiled solve, shared by the two
+    tests that hold it against finite differences and against the loop's cosine."""
+    fe, priors, x, y = problem
+    fast = fep.qflow_solver(200.0, 1e-9, 1e-8, 8192)
+    oracle = flowsim.Implicit(equilibrium=fast)
+    grads, info = flowsim.gradient(oracle, fep.prediction_problem(fe), fep.init_beliefs(priors, x),
+                                   priors, (x, y), y)
+    assert flowsim.result_name(info["result"]) == "successful"
+    return fast, oracle, grads
+
+
 @pytest.mark.slow
-def test_oracle_of_the_prediction_against_finite_differences(problem, trajectory):
+def test_oracle_of_the_prediction_against_finite_differences(problem, trajectory,
+                                                             prediction_oracle):
     """The oracle dL(q*(θ))/dθ of the prediction (inference equilibrium, last position):
     the adjoint solve does real work (L is not F), checked against central differences of
-    L at q* re-solved by Newton; and it is not the P-flow's signal."""
+    L at q* re-solved (the Q-flow, finished by Newton) at θ ± h·d; and it is not the
+    P-flow's signal."""
     fe, priors, x, y = problem
     _, traj = trajectory
+    fast, _, grads = prediction_oracle
     predict = fep.prediction_problem(fe)
-    z_pred, info = flowsim.solve(fep.qflow_solver(200.0, 1e-10, 1e-10, 8192), predict,
-                                 fep.init_beliefs(priors, x), priors, (x, y))
-    assert flowsim.result_name(info["result"]) == "successful"
-    oracle = flowsim.Implicit(equilibrium=flowsim.EquilibriumSolver(relax_steps=0))
-    grads, info = flowsim.gradient(oracle, predict, z_pred, priors, (x, y), y)
-    assert flowsim.result_name(info["result"]) == "successful"
     z_clamped = jax.tree_util.tree_map(lambda a: a[-1], traj)
     signal, _ = flowsim.gradient(flowsim.EnergyGradient(flowsim.Relaxation(1, 1e-12)),
                                  fep.fep_problem(fe), z_clamped, priors, (x, y), y)
     assert float(flowsim.cosine(grads, signal)) < 0.99  # different objectives, different gradients
     loss = fep.PredictionLoss(fe, positions="last")
-    newton = flowsim.EquilibriumSolver(relax_steps=0)  # L, unlike F, is first order in z - z*
-    root = jax.jit(lambda p: flowsim.equilibrium(predict.field, z_pred, p, (x, y), newton))
+
+    @jax.jit
+    def loss_and_result(p):  # L is first order in z - z*: Newton finishes every solve
+        z, info = flowsim.solve(fast, predict, fep.init_beliefs(p, x), p, (x, y))
+        return loss(z, p, y), info["result"]
+
     for seed in (11, 12):
         direction = _direction(priors, seed)
 
         def loss_star(t):
             p = jax.tree_util.tree_map(lambda a, d: a + t * d, priors, direction)
-            z, info = root(p)
-            assert flowsim.result_name(info["result"]) == "successful"
-            return loss(z, p, y)
+            value, result = loss_and_result(p)
+            assert flowsim.result_name(result) == "successful"
+            return value
 
         central = lambda h: (loss_star(h) - loss_star(-h)) / (2 * h)
         fd = (4 * central(1e-4) - central(2e-4)) / 3  # Richardson: error O(h^4)
@@ -146,9 +165,16 @@ def test_inference_equilibrium_keeps_the_inputs():
     second = jnp.array([[4, 5, 0, 1]])
     solver = fep.qflow_solver(100.0, 1e-10, 1e-10, 8192)
 
+    # One compiled solve for all six: the free energy's weights are traced arguments (not
+    # baked-in constants), so the three free energies and two inputs share one program;
+    # called eagerly, each solve compiled some ninety programs of its own.
+    @jax.jit
+    def solve(fe, tokens):
+        return flowsim.solve(solver, fep.prediction_problem(fe), fep.init_beliefs(priors, tokens),
+                             priors, (tokens, tokens))
+
     def infer(fe, tokens):
-        z, info = flowsim.solve(solver, fep.prediction_problem(fe), fep.init_beliefs(priors, tokens),
-                                priors, (tokens, tokens))
+        z, info = solve(fe, tokens)
         assert flowsim.result_name(info["result"]) == "successful"
         return z
 
@@ -178,19 +204,17 @@ def test_prediction_loss_scores_the_last_position(problem):
     np.testing.assert_allclose(got, fe.lambda_obs * ce.sum(), rtol=1e-12)
 
 
-def test_the_loop_holds_the_p_flow_against_the_prediction_oracle(problem):
+def test_the_loop_holds_the_p_flow_against_the_prediction_oracle(problem, prediction_oracle):
     """cos_oracle of an FEP task is taken against the oracle of its objective (the
     prediction), not of the clamped problem the P-flow learns on."""
     fe, priors, x, y = problem
-    fast = fep.qflow_solver(200.0, 1e-9, 1e-8, 8192)
+    fast, oracle, on_objective = prediction_oracle  # flowsim.gradient on the prediction
     task = fep.FEPTask(fep.fep_problem(fe), fep.FixedBatch((x, y), y), ((x, y), y), None, fast,
                        fep.prediction_problem(fe))
     trainer = train.Trainer(task, flowsim.EnergyGradient(fast), optax.sgd(0.1), seed=0)
     grads, _ = trainer.gradient(priors, 0)
-    oracle = flowsim.Implicit(equilibrium=fast)
     got = train.cosines(trainer, priors, grads, 0, oracle, {})["cos_oracle"]
     z0 = fep.init_beliefs(priors, x)
-    on_objective, _ = flowsim.gradient(oracle, fep.prediction_problem(fe), z0, priors, (x, y), y)
     on_clamped, _ = flowsim.gradient(oracle, fep.fep_problem(fe), z0, priors, (x, y), y)
     np.testing.assert_allclose(got, flowsim.cosine(grads, on_objective), rtol=1e-9)
     assert abs(got - float(flowsim.cosine(grads, on_clamped))) > 1e-3
@@ -253,10 +277,10 @@ def test_no_p_step_at_an_unconverged_q_star():
     short = flowsim.EquilibriumSolver(relax_steps=0, retries=0, newton_max_steps=1,
                                       warm_start=fep.qflow_solver(0.01, 1e-5, 1e-6, 100).warm_start)
     rule = flowsim.EnergyGradient(short)
-    _, info = flowsim.gradient(rule, task.problem, task.initial_state(priors, task.train_batch[0]),
-                               priors, *task.train_batch)
-    assert flowsim.result_name(info["result"]) == "equilibrium_failed"
     trainer = train.Trainer(task, rule, optax.sgd(0.1), seed=0)
+    # the rule's estimate on the (fixed) batch, from the program the loop's steps run
+    _, info = trainer.gradient(priors, 0)
+    assert flowsim.result_name(info["result"]) == "equilibrium_failed"
     out = train.fit(trainer, priors, steps=10, eval_every=1, record=lambda r: None,
                     divergence=train.Divergence(monitor="F", factor=100, against="first",
                                                 max_skipped_steps=2))

@@ -58,39 +58,8 @@ TINY_TRAIN = ["model.context=4", "model.embed=3", "model.state=8", "model.hidden
               "train.eval_every=2", "train.checkpoint_every=2", "train.eval_batch=16"]
 
 
-@pytest.mark.slow
-@needs_data
-def test_resume_through_the_cli_continues_to_the_same_numbers(tmp_path):
-    def run(out):
-        argv = ["run", "ep-train", "--out", str(out)]
-        for setting in TINY_TRAIN:
-            argv += ["--set", setting]
-        return main(argv)
-
-    assert run(tmp_path / "full") == 0
-    assert run(tmp_path / "cut") == 0
-    # Make "cut" look interrupted after checkpoint 2: drop the later checkpoint
-    # files and the summary's claim.
-    checkpoints = tmp_path / "cut" / "checkpoints"
-    for path in checkpoints.glob("step_00000004*"):
-        path.unlink()
-    (tmp_path / "cut" / "summary.json").write_text('{"status": "running", "wall_s": 100.0}')
-    kept = {p.name: p.stat().st_mtime_ns for p in checkpoints.glob("step_00000002*")}
-    assert kept
-    assert main(["resume", str(tmp_path / "cut")]) == 0
-    # It continued from checkpoint 2 (left untouched) and wrote checkpoint 4 again.
-    assert {p.name: p.stat().st_mtime_ns for p in checkpoints.glob("step_00000002*")} == kept
-    assert list(checkpoints.glob("step_00000004*"))
-    full = json.loads((tmp_path / "full" / "summary.json").read_text())
-    resumed = json.loads((tmp_path / "cut" / "summary.json").read_text())
-    for key in ("val_ce", "best_val_ce", "rho", "residual", "steps"):
-        assert resumed[key] == full[key]
-    # provenance is appended to, never overwritten: the first command keeps its --set list,
-    # the resume is added with its own command, and the time adds up
-    env = json.loads((tmp_path / "cut" / "env.json").read_text())
-    assert env["command"][:3] == ["flowsim", "run", "ep-train"] and "--set" in env["command"]
-    assert [r["command"][:2] for r in env["resumed"]] == [["flowsim", "resume"]]
-    assert resumed["wall_s"] > 100.0
+# ep-train resumed through the CLI: tests/test_every_scenario.py (with the other
+# character-model studies, which compile the same programs)
 
 
 def test_resume_of_a_directory_that_is_not_a_run(tmp_path, capsys):
