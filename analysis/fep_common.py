@@ -40,6 +40,14 @@ class FEPModel(StudyConfig):
     tau_in: float = Field(1.0, gt=0, description="input decoder temperature")
     input_bank: Literal[fep.INPUT_BANKS] = Field(
         "own", description="own: the input term has its own token bank; shared: the output's")
+    input_term: Literal[fep.INPUT_TERMS] = Field(
+        "ce", description="ce: each belief explains its own token through the input bank; "
+        "prior: the input token's prior rho_x holds its position's belief, KL(q || rho_x)")
+    input_lags: int = Field(1, ge=1, le=64, description="L: each belief holds its own "
+                            "input and the L-1 before it, each lag through its own bank")
+    observe_context: bool = Field(
+        False, description="at inference, every position but the last explains its next "
+        "token, which is an input (false: no [obs] term at inference)")
     learn_sigma: bool = Field(True, description="the priors' and banks' log-sigmas are "
                               "parameters (false: fixed at 0, sigma = 1)")
     kappa: float = Field(1.0, gt=0, description="attention temperature of beta_ij")
@@ -93,7 +101,8 @@ def free_energy(config, lambda_obs=None):
         alpha=config.alpha, lambda_beta=config.lambda_beta,
         lambda_obs=config.lambda_obs if lambda_obs is None else lambda_obs,
         tau=config.tau, kappa=config.kappa, ce_reduction=config.ce_reduction,
-        transport=transport(config), lambda_in=config.lambda_in, tau_in=config.tau_in)
+        transport=transport(config), lambda_in=config.lambda_in, tau_in=config.tau_in,
+        observe_context=config.observe_context, input_term=config.input_term)
 
 
 def qflow(config):
@@ -126,7 +135,7 @@ def rule(config, variant=None, lr=None):
 def init(config, key, V=None):
     return fep.init_priors(key, V or config.V, config.N, config.K, transport(config),
                            token_scale=config.token_scale, input_bank=config.input_bank,
-                           learn_sigma=config.learn_sigma)
+                           learn_sigma=config.learn_sigma, input_lags=config.input_lags)
 
 
 def random_batch(config, key):

@@ -192,6 +192,35 @@ def test_inference_equilibrium_keeps_the_inputs():
         assert float(recovered["train_input_acc"]) == 1.0
 
 
+def test_inference_with_the_input_token_prior_is_the_geometric_mixture():
+    """input_term="prior", no alignment: at inference F_i = alpha KL(q||p_i) + lambda_in
+    KL(q||rho_x) = (alpha + lambda_in) KL(q || r) + const, r the normalised geometric
+    mixture p_i^a rho_x^(1-a), a = alpha/(alpha + lambda_in): the Q-flow's equilibrium is r,
+    precision (a/s_p^2 + (1-a)/s_rho^2), mean the precision-weighted mean."""
+    V_, N_, K_ = 5, 3, 2
+    priors = fep.init_priors(jax.random.PRNGKey(4), V_, N_, K_, fep.IdentityTransport(),
+                             token_scale=1.5)
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(5), 3)
+    priors = eqx.tree_at(lambda p: (p.pos_mu, p.pos_log_sigma, p.in_log_sigma), priors,
+                         (jax.random.normal(k1, (N_, K_)), 0.3 * jax.random.normal(k2, (N_, K_)),
+                          0.3 * jax.random.normal(k3, (V_, K_))))
+    alpha, lam = 0.7, 1.3
+    fe = fep.FreeEnergy(alpha=alpha, lambda_in=lam, lambda_beta=0.0, input_term="prior")
+    tokens = jnp.array([[0, 3, 3], [4, 1, 2]])
+    z, info = jax.jit(lambda: flowsim.solve(
+        fep.qflow_solver(100.0, 1e-10, 1e-10, 8192), fep.prediction_problem(fe),
+        fep.init_beliefs(priors, tokens), priors, (tokens, tokens)))()
+    assert flowsim.result_name(info["result"]) == "successful"
+    a = alpha / (alpha + lam)
+    prec_p = np.exp(-2 * np.asarray(priors.pos_log_sigma))[None]  # (1, N, K)
+    prec_r = np.exp(-2 * np.asarray(priors.in_log_sigma))[np.asarray(tokens)]  # (B, N, K)
+    precision = a * prec_p + (1 - a) * prec_r
+    mean = (a * prec_p * np.asarray(priors.pos_mu)[None]
+            + (1 - a) * prec_r * np.asarray(priors.in_mu)[np.asarray(tokens)]) / precision
+    np.testing.assert_allclose(z[0], mean, atol=1e-8)
+    np.testing.assert_allclose(z[1], -0.5 * np.log(precision), atol=1e-8)
+
+
 def test_prediction_loss_scores_the_last_position(problem):
     """PredictionLoss(positions="last") = lambda_obs * sum_b CE at position N-1, recomputed."""
     fe, priors, x, y = problem

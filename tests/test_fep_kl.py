@@ -151,3 +151,53 @@ def test_bad_sizes_raise(V, K):
 
     with pytest.raises(ValueError):
         init_priors(jax.random.PRNGKey(0), V, 3, K, IdentityTransport())
+
+
+def test_lagged_and_prior_input_terms_and_the_observed_context_match_loop_references():
+    """The [input] term with lag banks, as CE through each bank and as KL to the token's prior
+    (input_term="prior"), and F at inference with the known next tokens observed
+    (observe_context), against explicit loops over b, i and the lags."""
+    from flowsim.fep import init_priors
+
+    V, N, K, B, L = 5, 4, 2, 2, 3
+    pr = init_priors(jax.random.PRNGKey(8), V, N, K, IdentityTransport(), input_lags=L)
+    pr = pr.__class__(pr.pos_mu, pr.pos_log_sigma, pr.tok_mu, pr.tok_log_sigma + 0.2, None,
+                      pr.in_mu, pr.in_log_sigma - 0.3, pr.lag_mu, pr.lag_log_sigma + 0.1)
+    mu = jax.random.normal(jax.random.PRNGKey(9), (B, N, K))
+    ls = 0.2 * jax.random.normal(jax.random.PRNGKey(10), (B, N, K))
+    x = jax.random.randint(jax.random.PRNGKey(11), (B, N), 0, V)
+    m, sig, x_ = np.asarray(mu), np.exp(np.asarray(ls)), np.asarray(x)
+    banks = [(np.asarray(pr.in_mu), np.exp(np.asarray(pr.in_log_sigma)))]
+    banks += [(np.asarray(pr.lag_mu[l]), np.exp(np.asarray(pr.lag_log_sigma[l])))
+              for l in range(L - 1)]
+    tau_in = 1.7
+    ce = kl_ = 0.0
+    for b in range(B):
+        for i in range(N):
+            for lag, (bm, bs) in enumerate(banks):
+                if i - lag < 0:
+                    continue
+                token = x_[b, i - lag]
+                logits = np.array([-_np_kl(m[b, i], sig[b, i], bm[v], bs[v]) / tau_in
+                                   for v in range(V)])
+                ce += np.log(np.sum(np.exp(logits))) - logits[token]
+                kl_ += _np_kl(m[b, i], sig[b, i], bm[token], bs[token])
+    for term, expected in (("ce", ce), ("prior", kl_)):
+        fe = FreeEnergy(tau_in=tau_in, input_term=term)
+        got = jax.jit(fe.input_ce)((mu, ls), pr, x)
+        np.testing.assert_allclose(got, expected, rtol=1e-10, err_msg=term)
+    # observe_context: at inference the first N-1 positions explain their next tokens, the
+    # inputs x_{i+1}: F there is the clamped F without the last position's CE
+    fe = FreeEnergy(lambda_obs=2.0, tau=0.8, observe_context=True)
+    y = jnp.concatenate([x[:, 1:], jnp.array([[3], [1]])], axis=1)
+    tm, ts = np.asarray(pr.tok_mu), np.exp(np.asarray(pr.tok_log_sigma))
+    last = 0.0
+    for b in range(B):
+        logits = np.array([-_np_kl(m[b, -1], sig[b, -1], tm[v], ts[v]) / fe.tau
+                           for v in range(V)])
+        last += np.log(np.sum(np.exp(logits))) - logits[int(y[b, -1])]
+    clamped = jax.jit(fe)((mu, ls), pr, x, y)
+    np.testing.assert_allclose(jax.jit(fe)((mu, ls), pr, x), clamped - fe.lambda_obs * last,
+                               rtol=1e-10)
+    without = FreeEnergy(lambda_obs=2.0, tau=0.8)  # the default: no [obs] term at inference
+    assert abs(float(jax.jit(fe)((mu, ls), pr, x) - jax.jit(without)((mu, ls), pr, x))) > 1e-3

@@ -22,6 +22,7 @@ from .diagnostics import (
 from .free_energy import (
                           CE_REDUCTIONS,
                           INPUT_BANKS,
+                          INPUT_TERMS,
                           FreeEnergy,
                           Priors,
                           init_beliefs,
@@ -53,7 +54,7 @@ from .task import (
 from .transport import AbstractTransport, GaugeTransport, IdentityTransport
 
 __all__ = ["free_energy_metrics", "input_recovery", "prediction_metrics", "term_gradient_norms",
-           "CE_REDUCTIONS", "INPUT_BANKS", "FreeEnergy", "Priors", "init_beliefs", "init_priors",
+           "CE_REDUCTIONS", "INPUT_BANKS", "INPUT_TERMS", "FreeEnergy", "Priors", "init_beliefs", "init_priors",
            "input_bank", "output_bank", "position_prior", "POSITIONS", "HybridRule", "hybrid_update",
            "kl", "kl_log_sigma", "kl_logits", "FreeEnergyOfInputs", "PredictionLoss",
            "QFlowField", "natural_gradient", "FEPTask", "FixedBatch", "TextWindows", "clamped",

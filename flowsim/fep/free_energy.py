@@ -28,6 +28,22 @@ it). The [obs] term holds the next tokens: it is present in training (the
 "clamped" F) and absent at inference (``targets=None``), where the prediction
 is decode(q*) through pi.
 
+Two other forms of the [input] term (options, each with its test):
+
+* ``input_term="prior"``: lambda_in * sum_bi KL(q_bi || rho_{x_bi}), the input
+  token's prior on its position's belief (the token conditions the latent,
+  p(z_i | x_i) = rho_{x_i}, instead of being explained by it). Without the
+  alignment the inference equilibrium is the normalised geometric mixture of
+  p_i and rho_x.
+* lag banks (``Priors.lag_mu``, L-1 banks): the belief at i also holds the
+  earlier inputs x_{i-l}, l = 1..L-1, each through its own bank, in the same
+  form (CE or prior), for the positions i >= l: context that does not pass
+  through the alignment.
+
+``observe_context=True`` changes what inference observes: the next tokens of
+the first N-1 positions are inputs (y_i = x_{i+1}), so F at inference keeps
+their [obs] term, and only the last position's next token is unobserved.
+
 ``rho`` is the model's own bank when ``Priors.in_mu`` is set and the shared
 bank pi otherwise (seed 000's single PriorBank). The log-sigmas of the
 position priors and of the banks are parameters when present and fixed at 0
@@ -55,12 +71,14 @@ from .transport import AbstractTransport, IdentityTransport
 
 CE_REDUCTIONS = ("sum", "sum_over_BN")
 INPUT_BANKS = ("own", "shared")
+INPUT_TERMS = ("ce", "prior")
 
 
 class Priors(eqx.Module):
     """theta: everything the P-flow learns. pos_*: (N, K); tok_* (output bank) and in_*
-    (input bank): (V, K); phi: (N, K, K). A None log-sigma is fixed at 0; in_mu None: the
-    input term uses the output bank."""
+    (input bank): (V, K); phi: (N, K, K); lag_* (the banks of the earlier inputs, lags
+    1..L-1): (L-1, V, K). A None log-sigma is fixed at 0; in_mu None: the input term uses
+    the output bank; lag_mu None: each belief holds its own input only (L = 1)."""
 
     pos_mu: Array
     pos_log_sigma: Array | None
@@ -69,6 +87,8 @@ class Priors(eqx.Module):
     phi: Array | None = None
     in_mu: Array | None = None
     in_log_sigma: Array | None = None
+    lag_mu: Array | None = None
+    lag_log_sigma: Array | None = None
 
 
 def _log_sigma(log_sigma, mu):
@@ -94,9 +114,10 @@ def input_bank(priors: Priors):
 
 def init_priors(key, V: int, N: int, K: int, transport: AbstractTransport, *,
                 token_scale: float = 1.0, input_bank: str = "own", learn_sigma: bool = True,
-                dtype=jnp.float64) -> Priors:
+                input_lags: int = 1, dtype=jnp.float64) -> Priors:
     """Token means ~ N(0, token_scale^2) (each bank its own draw), sigmas 1, position means 0,
-    phi 0; ``learn_sigma=False`` leaves the log-sigmas out of theta (fixed at 0)."""
+    phi 0; ``learn_sigma=False`` leaves the log-sigmas out of theta (fixed at 0);
+    ``input_lags`` L > 1 adds the banks of lags 1..L-1."""
     if int(V) < 2:
         raise ValueError(f"vocabulary size V must be >= 2, got {V}")
     if int(K) < 1:
@@ -105,7 +126,10 @@ def init_priors(key, V: int, N: int, K: int, transport: AbstractTransport, *,
         raise ValueError(f"sequence length N must be >= 1, got {N}")
     if input_bank not in INPUT_BANKS:
         raise ValueError(f"input_bank must be one of {INPUT_BANKS}, got {input_bank!r}")
-    k_out, k_in = jax.random.split(key)
+    if int(input_lags) < 1:
+        raise ValueError(f"input_lags must be >= 1, got {input_lags}")
+    k_out, k_in, k_lag = jax.random.split(key, 3)
+    lags = (int(input_lags) - 1, V, K)
     sigma = (lambda shape: jnp.zeros(shape, dtype)) if learn_sigma else (lambda shape: None)
     own = input_bank == "own"
     return Priors(
@@ -116,6 +140,8 @@ def init_priors(key, V: int, N: int, K: int, transport: AbstractTransport, *,
         phi=transport.init_generators(N, K, dtype),
         in_mu=token_scale * jax.random.normal(k_in, (V, K), dtype) if own else None,
         in_log_sigma=sigma((V, K)) if own else None,
+        lag_mu=token_scale * jax.random.normal(k_lag, lags, dtype) if lags[0] else None,
+        lag_log_sigma=sigma(lags) if lags[0] else None,
     )
 
 
@@ -133,7 +159,9 @@ class FreeEnergy(eqx.Module):
     """F(z, theta; x, y) with its weights and options. Scalars may be arrays (vmap over them).
 
     ``fe(z, priors, tokens, targets)`` is the clamped F of training; with
-    ``targets=None`` it is F at inference, without the [obs] term.
+    ``targets=None`` it is F at inference: without the [obs] term, or, with
+    ``observe_context``, with the [obs] term of the next tokens that are known
+    (every position's but the last; see the module docstring).
     """
 
     alpha: float = 1.0
@@ -145,10 +173,14 @@ class FreeEnergy(eqx.Module):
     transport: AbstractTransport = IdentityTransport()
     lambda_in: float = 1.0
     tau_in: float = 1.0
+    observe_context: bool = eqx.field(static=True, default=False)
+    input_term: str = eqx.field(static=True, default="ce")
 
     def __check_init__(self):
         if self.ce_reduction not in CE_REDUCTIONS:
             raise ValueError(f"ce_reduction must be one of {CE_REDUCTIONS}, got {self.ce_reduction!r}")
+        if self.input_term not in INPUT_TERMS:
+            raise ValueError(f"input_term must be one of {INPUT_TERMS}, got {self.input_term!r}")
         for name in ("tau", "tau_in", "kappa"):
             v = getattr(self, name)
             if _is_number(v) and not v > 0:
@@ -188,17 +220,46 @@ class FreeEnergy(eqx.Module):
         beta = jax.nn.softmax(-kl_ij / self.kappa, axis=-1, where=causal)
         return jnp.sum(jnp.where(causal, beta * kl_ij, 0.0))
 
-    def input_ce(self, z, priors: Priors, tokens) -> Array:
-        """sum_bi CE(decode_rho(q_bi), x_bi): how well each belief explains its own token."""
-        logits = self.input_logits(z, priors)
+    def _held(self, z, bank_mu, bank_log_sigma, tokens, tau) -> Array:
+        """sum over positions of CE(decode(q_bi), tokens_bi) or KL(q_bi || bank[tokens_bi])."""
+        mu, log_sigma = z
+        if self.input_term == "prior":
+            return jnp.sum(kl_log_sigma(mu, log_sigma, bank_mu[tokens], bank_log_sigma[tokens]))
+        logits = kl_logits(mu, jnp.exp(log_sigma), bank_mu, jnp.exp(bank_log_sigma), tau)
         return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, tokens))
 
+    def input_ce(self, z, priors: Priors, tokens) -> Array:
+        """The [input] term, unweighted. ``input_term="ce"``: sum_bi CE(decode_rho(q_bi), x_bi),
+        how well each belief explains its own token; ``"prior"``: sum_bi KL(q_bi || rho_{x_bi}),
+        the input token's prior on its position's belief. With lag banks, the same for each
+        lag l = 1..L-1: the belief at i holds x_{i-l} through bank l (positions i >= l)."""
+        total = self._held(z, *input_bank(priors), tokens, self.tau_in)
+        if priors.lag_mu is not None:
+            lag_log_sigma = _log_sigma(priors.lag_log_sigma, priors.lag_mu)
+            for lag in range(1, priors.lag_mu.shape[0] + 1):
+                if lag >= tokens.shape[-1]:
+                    break
+                later = jax.tree.map(lambda a: a[..., lag:, :], z)
+                total = total + self._held(later, priors.lag_mu[lag - 1],
+                                           lag_log_sigma[lag - 1], tokens[..., :-lag],
+                                           self.tau_in)
+        return total
+
+    def context_ce(self, z, priors: Priors, tokens) -> Array:
+        """The [obs] term at inference under ``observe_context``: every position but the
+        last explains its next token, which is an input (y_i = x_{i+1})."""
+        head = jax.tree.map(lambda a: a[..., :-1, :], z)
+        return self.reduce_ce(self.ce_per_position(head, priors, tokens[..., 1:]))
+
     def terms(self, z, priors: Priors, tokens, targets=None) -> dict:
-        """Unweighted terms: self-KL, alignment, input CE and (with targets) the reduced CE."""
+        """Unweighted terms: self-KL, alignment, input CE and the reduced CE (with targets;
+        at inference under ``observe_context``, of the known next tokens)."""
         out = {"self_kl": self.self_kl(z, priors), "align": self.alignment(z, priors),
                "input": self.input_ce(z, priors, tokens)}
         if targets is not None:
             out["ce"] = self.reduce_ce(self.ce_per_position(z, priors, targets))
+        elif self.observe_context and tokens.shape[-1] > 1:
+            out["ce"] = self.context_ce(z, priors, tokens)
         return out
 
     def weighted(self, terms: dict) -> Array:

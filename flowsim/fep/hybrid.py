@@ -7,8 +7,8 @@ Seed 000 "Current (HYBRID)" / seed 001 "Fix 3": at the Q-flow's beliefs q*,
   pi_y <- (1 - a) pi_y + a q where the prediction is right, discriminate
   pi_y <- pi_y + a (pi_y - pi_pred) where it is wrong, a = disc_mult * r;
 * token sigmas fixed; transport generators by -dF/dphi; the input bank (when
-  the model has its own) by -dF/drho, like the generators: the seed has no
-  rule for it.
+  the model has its own) and the lag banks by -dF/dtheta, like the generators:
+  the seed has no rule for them.
 
 These are updates, not gradients. The rule returns the pseudo-gradient g with
 θ - lr·g equal to the seed's update for the EMA-managed leaves (g = -Δθ/lr),
@@ -17,6 +17,8 @@ rules; with another optimiser it applies a rescaled version of them.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -47,8 +49,8 @@ def hybrid_update(fe, priors: Priors, z_star, targets, rate, disc_mult) -> Prior
     tok_mu = tok_mu + jnp.where(has_w[:, None], a * push, 0.0)
     pos_log_sigma = (None if priors.pos_log_sigma is None
                      else (1 - r) * priors.pos_log_sigma + r * log_sigma.mean(0))
-    return Priors((1 - r) * priors.pos_mu + r * mu.mean(0), pos_log_sigma, tok_mu,
-                  priors.tok_log_sigma, priors.phi, priors.in_mu, priors.in_log_sigma)
+    return dataclasses.replace(priors, pos_mu=(1 - r) * priors.pos_mu + r * mu.mean(0),
+                               pos_log_sigma=pos_log_sigma, tok_mu=tok_mu)
 
 
 class HybridRule(AbstractRule):
@@ -67,8 +69,9 @@ class HybridRule(AbstractRule):
         by_f = jax.grad(lambda p: problem.energy(phase.z, p, x))(params)
         pseudo = jax.tree.map(lambda old, upd: (old - upd) / self.lr, params, new)
         zeros = None if params.tok_log_sigma is None else jnp.zeros_like(params.tok_log_sigma)
-        grads = Priors(pseudo.pos_mu, pseudo.pos_log_sigma, pseudo.tok_mu, zeros, by_f.phi,
-                       by_f.in_mu, by_f.in_log_sigma)
+        grads = dataclasses.replace(by_f, pos_mu=pseudo.pos_mu,
+                                    pos_log_sigma=pseudo.pos_log_sigma, tok_mu=pseudo.tok_mu,
+                                    tok_log_sigma=zeros)
         loss = problem.objective(phase.z, params, y, phase.weights)
         return finish(grads, phase, loss, phase.summary["residual"], phase.summary["matvecs"])
 
