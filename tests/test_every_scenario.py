@@ -51,6 +51,7 @@ SMALL = {
     "fep-sweep": FEP_TINY + ["steps=2", "V=5", "n_lr=2", "n_lambda=2", "per_window=false"],
     "fep-shakespeare": FEP_TINY + ["steps=1", "eval_every=1", "eval_batch=2",
                                    "oracle_training=false"],
+    "fep-bigram": ["K=2", "t1=5.0", "max_qflow_steps=200", "steps=1", "eval_every=1"],
     "gle-checks": ["chain.T=9.0", "chain.transient=1.0", "chain.tail=1.0", "chain.dt=0.05",
                    "chain.widths=[1, 2, 1]", "chain.tau_m=[1.0, 0.5]", "chain.tau_r=[0.3, 0.1]",
                    "static_tau_r_scales=[0.5]", "broadband_modes=2", "backsolve_T=0.5"],
@@ -83,12 +84,17 @@ SMALL = {
 CHAR_STUDIES = ("ep-train", "bifurcation-char", "rho-vs-c", "ep-wall", "ep-decisive",
                 "ep-fixes")
 FEP_ON_ONE_BATCH = ("fep-oracle", "fep-overfit")
+# ep-estimators' small run (its SMALL settings, checked by _completes_ok) is the single run
+# that tests/test_sweep.py::test_ep_estimators_sweep_rows_equal_single_runs holds its
+# sweep against: run there, not twice.
+ELSEWHERE = ("ep-estimators",)
 
 
 def test_every_listed_scenario_has_a_small_run_here():
     assert set(SMALL) == set(scenario_names())
     assert set(CHAR_STUDIES) | set(FEP_ON_ONE_BATCH) <= set(SMALL)
     assert not set(CHAR_STUDIES) & set(FEP_ON_ONE_BATCH)
+    assert set(ELSEWHERE) <= set(SMALL) and not set(ELSEWHERE) & set(CHAR_STUDIES)
 
 
 def _data_available():
@@ -122,7 +128,8 @@ def _runs_ok(name, out):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(SMALL) - set(CHAR_STUDIES) - set(FEP_ON_ONE_BATCH)))
+@pytest.mark.parametrize("name", sorted(set(SMALL) - set(CHAR_STUDIES) - set(FEP_ON_ONE_BATCH)
+                                         - set(ELSEWHERE)))
 def test_scenario_runs_and_completes_ok(name, tmp_path, monkeypatch):
     if "data" in load_scenario(name).needs and not _data_available():
         pytest.skip("needs $FLOWSIM_DATA/tinyshakespeare.txt")

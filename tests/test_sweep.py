@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_every_scenario import SMALL, _completes_ok
 
 from flowsim.cli import main
 from flowsim.run.config import BadInput
@@ -240,18 +241,21 @@ def test_several_processes_need_a_vectorised_sweep(probe):
 
 # --- a real study's core ----------------------------------------------------------------
 
-EP_SMALL = ["--set", "phase_steps=[10]", "--set", "betas=[0.1]", "--set", "radii=[0.1]",
-            "--set", "horizons=[10]", "--set", "hopfield.state=6", "--set",
-            "asymmetric.state=6", "--set", "hopfield.batch=2", "--set", "asymmetric.batch=2"]
+EP_SMALL = [arg for setting in SMALL["ep-estimators"] for arg in ("--set", setting)]
 
 
 @pytest.mark.slow
 def test_ep_estimators_sweep_rows_equal_single_runs(tmp_path, monkeypatch):
     """The vectorised headline (one traced function over seed and gain) against the
-    study's own run, which computes each estimate separately."""
+    study's own run, which computes each estimate separately.
+
+    The single run is also ep-estimators' small run of tests/test_every_scenario.py (its
+    settings, there in ``SMALL``; it completes "ok" and keeps its files): one run of the
+    study's twelve gradient programs instead of two."""
     monkeypatch.chdir(tmp_path)
     assert main(["run", "ep-estimators", "--out", "one", "--seed", "1",
                  "--set", "hopfield.gain=0.7", *EP_SMALL]) == 0
+    _completes_ok("ep-estimators", tmp_path / "one")
     assert main(["run", "ep-estimators", "--out", "many", "--seed", "1",
                  "--sweep", "hopfield.gain=0.5,0.7", *EP_SMALL]) == 0
     single = json.loads((tmp_path / "one" / "summary.json").read_text())
@@ -269,8 +273,8 @@ def test_ep_estimators_sweep_rows_equal_single_runs(tmp_path, monkeypatch):
 
 
 FEP_SMALL = ["--set", "B=2", "--set", "N=3", "--set", "K=2", "--set", "t1=5.0", "--set",
-             "max_qflow_steps=200", "--set", "V=5", "--set", "steps=4", "--set",
-             "checkpoint_every=2", "--set", "per_window=false"]
+             "max_qflow_steps=200", "--set", "V=5", "--set", "steps=2", "--set",
+             "checkpoint_every=1", "--set", "per_window=false"]  # two chunks of one step
 
 
 @pytest.mark.slow
@@ -294,7 +298,8 @@ def test_fep_overfit_sweep_rows_equal_single_runs_and_keep_per_step_metrics(tmp_
     with (tmp_path / "many" / "configs" / "0001" / "metrics.csv").open() as file:
         swept = [float(r["train_ce"]) for r in csv.DictReader(file)]
     assert swept == pytest.approx(alone, rel=1e-9)
-    assert (tmp_path / "many" / "checkpoints" / "group_000" / "step_00000002").is_dir()
+    assert len(swept) == 2  # both steps' metrics, across the two chunks
+    assert (tmp_path / "many" / "checkpoints" / "group_000" / "step_00000001").is_dir()
 
 
 @pytest.mark.parametrize("flags, message", [
