@@ -45,6 +45,10 @@ class FEPModel(StudyConfig):
         "prior: the input token's prior rho_x holds its position's belief, KL(q || rho_x)")
     input_lags: int = Field(1, ge=1, le=64, description="L: each belief holds its own "
                             "input and the L-1 before it, each lag through its own bank")
+    likelihood: Literal[fep.LIKELIHOODS] = Field(
+        "plugin", description="plugin: a belief decodes as softmax(-KL(q || bank_v)/tau); "
+        "expected: the expected likelihood under the belief, E_q[log p(token | z)] (Jensen "
+        "bound) in F, softmax(log E_q[exp l_v(z)]) to predict")
     observe_context: bool = Field(
         False, description="at inference, every position but the last explains its next "
         "token, which is an input (false: no [obs] term at inference)")
@@ -102,7 +106,8 @@ def free_energy(config, lambda_obs=None):
         lambda_obs=config.lambda_obs if lambda_obs is None else lambda_obs,
         tau=config.tau, kappa=config.kappa, ce_reduction=config.ce_reduction,
         transport=transport(config), lambda_in=config.lambda_in, tau_in=config.tau_in,
-        observe_context=config.observe_context, input_term=config.input_term)
+        observe_context=config.observe_context, input_term=config.input_term,
+        likelihood=config.likelihood)
 
 
 def qflow(config):

@@ -360,3 +360,34 @@ def test_bad_input_exits_2(setting, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_the_expected_likelihood_bounds_the_prediction_loss_and_the_plug_in_does_not():
+    """One position, one input whose prior is N(0, 1) (position prior and rho_x both; alpha =
+    lambda_in = 1, lambda_obs = 2, so F/2 = KL(q || N(0, 1)) + CE), two next tokens, equally
+    likely, in banks at -+c. With the expected likelihood F/2 at the clamped q* is the
+    variational bound on -log p(y | x) (ELBO), so its average over y is >= H(y | x) = log 2
+    for every c. The plug-in CE has no such floor: its clamped F/2 falls below log 2 and
+    toward 0 as the decoder's scale c grows (a belief shifted by O(log c / c) decodes y at
+    KL cost O(log^2 c / c^2)): the P-flow on it sharpens the decoder without bound."""
+    import scipy.optimize
+
+    def clamped_min(likelihood, c, y):
+        priors = fep.Priors(pos_mu=jnp.zeros((1, 1)), pos_log_sigma=jnp.zeros((1, 1)),
+                            tok_mu=jnp.array([[-c], [c]]), tok_log_sigma=jnp.zeros((2, 1)),
+                            in_mu=jnp.zeros((1, 1)), in_log_sigma=jnp.zeros((1, 1)))
+        fe = fep.FreeEnergy(lambda_beta=0.0, lambda_obs=2.0, input_term="prior",
+                            likelihood=likelihood)
+        half_f = jax.jit(jax.value_and_grad(lambda q: 0.5 * fe(
+            (q[:1].reshape(1, 1, 1), q[1:].reshape(1, 1, 1)), priors,
+            jnp.zeros((1, 1), int), jnp.full((1, 1), y))))
+        res = scipy.optimize.minimize(lambda q: tuple(map(np.asarray, half_f(jnp.asarray(q)))),
+                                      np.zeros(2), jac=True, method="BFGS", tol=1e-11)
+        assert np.linalg.norm(res.jac) < 1e-7, res  # a stationary point (F is smooth)
+        return res.fun
+
+    log2 = np.log(2.0)
+    expected = [np.mean([clamped_min("expected", c, y) for y in (0, 1)]) for c in (0.5, 2.0, 8.0, 32.0)]
+    plug_in = [np.mean([clamped_min("plugin", c, y) for y in (0, 1)]) for c in (0.5, 2.0, 8.0, 32.0)]
+    assert min(expected) >= log2 - 1e-9, expected
+    assert plug_in[2] < 0.5 * log2 and plug_in[3] < plug_in[2] < plug_in[1], plug_in

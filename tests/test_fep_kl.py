@@ -5,12 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.special
 import scipy.stats
 
 from flowsim.fep import (
     FreeEnergy,
     GaugeTransport,
     IdentityTransport,
+    expected_cross_entropy,
+    expected_likelihood_logits,
     kl,
     kl_log_sigma,
     kl_logits,
@@ -201,3 +204,85 @@ def test_lagged_and_prior_input_terms_and_the_observed_context_match_loop_refere
                                rtol=1e-10)
     without = FreeEnergy(lambda_obs=2.0, tau=0.8)  # the default: no [obs] term at inference
     assert abs(float(jax.jit(fe)((mu, ls), pr, x) - jax.jit(without)((mu, ls), pr, x))) > 1e-3
+
+
+def _gauss_hermite_expectation(f, mu, sigma, nodes=48):
+    """E_{z ~ N(mu, diag sigma^2)} f(z) for K = 2 by the tensor-product Gauss-Hermite rule
+    (exact for polynomials of degree < 2 * nodes per dimension; f smooth here)."""
+    t, w = np.polynomial.hermite_e.hermegauss(nodes)
+    w = w / w.sum()
+    z0, z1 = np.meshgrid(mu[0] + sigma[0] * t, mu[1] + sigma[1] * t, indexing="ij")
+    return np.einsum("i,j,ij...->...", w, w, f(np.stack([z0, z1], -1)))
+
+
+def test_expected_likelihood_matches_quadrature_and_bounds_the_expected_cross_entropy():
+    """log E_q[exp l_v(z)] and E_q[l_y(z)] (l_v(z) = -sum_k[(z_k - mu_vk)^2/(2 s_vk^2)
+    + log s_vk]/tau) against Gauss-Hermite quadrature; the Jensen bound is above the
+    quadrature's E_q[-log softmax(l(z))_y]; at sigma_q -> 0 both are the plug-in decoder."""
+    rng = np.random.default_rng(3)
+    V, tau = 6, 0.7
+    bank_mu, bank_s = rng.normal(size=(V, 2)), np.exp(0.3 * rng.normal(size=(V, 2)))
+    mu, sigma = rng.normal(size=2), np.array([0.8, 0.5])
+
+    def point_logits(z):  # (..., 2) -> (..., V)
+        d = (z[..., None, :] - bank_mu) ** 2 / (2 * bank_s**2) + np.log(bank_s)
+        return -d.sum(-1) / tau
+
+    quad_log_e = np.log(_gauss_hermite_expectation(lambda z: np.exp(point_logits(z)), mu, sigma))
+    got = expected_likelihood_logits(mu, sigma, bank_mu, bank_s, tau)
+    np.testing.assert_allclose(got, quad_log_e, rtol=1e-10, atol=1e-10)
+    for y in range(V):
+        bound = float(expected_cross_entropy(mu, sigma, bank_mu, bank_s, tau, y))
+        e_ly = _gauss_hermite_expectation(lambda z: point_logits(z)[..., y], mu, sigma)
+        np.testing.assert_allclose(bound, scipy.special.logsumexp(quad_log_e) - e_ly, rtol=1e-10)
+        true_ce = _gauss_hermite_expectation(
+            lambda z: scipy.special.logsumexp(point_logits(z), -1) - point_logits(z)[..., y],
+            mu, sigma)
+        assert true_ce < bound < true_ce + 1.0, (y, true_ce, bound)
+    tiny = np.full(2, 1e-7)
+    plug_in = kl_logits(mu, tiny, bank_mu, bank_s, tau)
+    np.testing.assert_allclose(jax.nn.softmax(expected_likelihood_logits(mu, tiny, bank_mu, bank_s, tau)),
+                               jax.nn.softmax(plug_in), rtol=1e-9)
+    np.testing.assert_allclose(expected_cross_entropy(mu, tiny, bank_mu, bank_s, tau, 2),
+                               -jax.nn.log_softmax(plug_in)[2], rtol=1e-9)
+
+
+def test_free_energy_with_the_expected_likelihood_matches_a_loop_reference():
+    """F(likelihood="expected") term by term: [input] (ce form) and [obs] from the per-position
+    closed forms in numpy, the prediction's logits log E_q[exp l_v]."""
+    from flowsim.fep import init_priors
+
+    V, N, K, B = 5, 3, 2, 2
+    pr = init_priors(jax.random.PRNGKey(12), V, N, K, IdentityTransport())
+    pr = pr.__class__(pr.pos_mu, pr.pos_log_sigma, pr.tok_mu, pr.tok_log_sigma + 0.2, None,
+                      pr.in_mu, pr.in_log_sigma - 0.3)
+    mu = jax.random.normal(jax.random.PRNGKey(13), (B, N, K))
+    ls = 0.2 * jax.random.normal(jax.random.PRNGKey(14), (B, N, K))
+    x = jax.random.randint(jax.random.PRNGKey(15), (B, N), 0, V)
+    y = jax.random.randint(jax.random.PRNGKey(16), (B, N), 0, V)
+    fe = FreeEnergy(tau=0.8, tau_in=1.3, lambda_obs=1.5, likelihood="expected")
+
+    def np_terms(m, s, bm, bs, tau, token):
+        spread = tau * bs**2 + s**2
+        log_e = np.sum(-(m - bm) ** 2 / (2 * spread) - 0.5 * np.log(spread / (tau * bs**2))
+                       - np.log(bs) / tau, -1)
+        e_l = -np.sum((s**2 + (m - bm[token]) ** 2) / (2 * bs[token] ** 2) + np.log(bs[token])) / tau
+        return log_e, scipy.special.logsumexp(log_e) - e_l
+
+    m, s = np.asarray(mu), np.exp(np.asarray(ls))
+    banks = {"in": (np.asarray(pr.in_mu), np.exp(np.asarray(pr.in_log_sigma)), fe.tau_in, x),
+             "out": (np.asarray(pr.tok_mu), np.exp(np.asarray(pr.tok_log_sigma)), fe.tau, y)}
+    totals, logits = {"in": 0.0, "out": 0.0}, np.zeros((B, N, V))
+    for b in range(B):
+        for i in range(N):
+            for name, (bm, bs, tau, tokens) in banks.items():
+                log_e, ce = np_terms(m[b, i], s[b, i], bm, bs, tau, int(tokens[b, i]))
+                totals[name] += ce
+                if name == "out":
+                    logits[b, i] = log_e
+    terms = jax.jit(fe.terms)((mu, ls), pr, x, y)
+    np.testing.assert_allclose(terms["input"], totals["in"], rtol=1e-10)
+    np.testing.assert_allclose(terms["ce"], totals["out"], rtol=1e-10)
+    np.testing.assert_allclose(fe.logits((mu, ls), pr), logits, rtol=1e-10)
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        FreeEnergy(likelihood="mean")

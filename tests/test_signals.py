@@ -55,9 +55,9 @@ from flowsim.run.interrupts import interruptible
 def on_stuck(error):
     open(sys.argv[1], "w").write(str(error))
 
+a = np.random.default_rng(0).random((4000, 4000))
 with interruptible(on_stuck, grace=1.0):
-    print("in", flush=True)
-    a = np.random.default_rng(0).random((4000, 4000))
+    print("in", flush=True)  # microseconds of Python from here into the first SVD
     for _ in range(100):  # C code that never looks at signals: minutes
         a = np.linalg.svd(a)[0]
 """
@@ -70,7 +70,10 @@ def test_the_watcher_ends_a_main_thread_that_never_returns_to_python(tmp_path):
     process = subprocess.Popen([sys.executable, "-c", STUCK, str(note)], stdout=subprocess.PIPE,
                                text=True)
     assert process.stdout.readline().strip() == "in"
-    time.sleep(1.0)
+    # the child is inside the SVD well before this (one takes tens of seconds): a signal
+    # that came while it still ran Python would raise there instead (exit 1), which is what
+    # a loaded machine once did when the matrix was still being drawn after "in"
+    time.sleep(3.0)
     sent = time.monotonic()
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)

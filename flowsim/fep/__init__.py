@@ -23,6 +23,7 @@ from .free_energy import (
                           CE_REDUCTIONS,
                           INPUT_BANKS,
                           INPUT_TERMS,
+                          LIKELIHOODS,
                           FreeEnergy,
                           Priors,
                           init_beliefs,
@@ -32,7 +33,13 @@ from .free_energy import (
                           position_prior,
 )
 from .hybrid import HybridRule, hybrid_update
-from .kl import kl, kl_log_sigma, kl_logits
+from .kl import (
+                          expected_cross_entropy,
+                          expected_likelihood_logits,
+                          kl,
+                          kl_log_sigma,
+                          kl_logits,
+)
 from .qflow import (
                           POSITIONS,
                           FreeEnergyOfInputs,
@@ -54,9 +61,10 @@ from .task import (
 from .transport import AbstractTransport, GaugeTransport, IdentityTransport
 
 __all__ = ["free_energy_metrics", "input_recovery", "prediction_metrics", "term_gradient_norms",
-           "CE_REDUCTIONS", "INPUT_BANKS", "INPUT_TERMS", "FreeEnergy", "Priors", "init_beliefs", "init_priors",
+           "CE_REDUCTIONS", "INPUT_BANKS", "INPUT_TERMS", "LIKELIHOODS", "FreeEnergy", "Priors", "init_beliefs", "init_priors",
            "input_bank", "output_bank", "position_prior", "POSITIONS", "HybridRule", "hybrid_update",
-           "kl", "kl_log_sigma", "kl_logits", "FreeEnergyOfInputs", "PredictionLoss",
+           "kl", "kl_log_sigma", "kl_logits", "expected_cross_entropy",
+           "expected_likelihood_logits", "FreeEnergyOfInputs", "PredictionLoss",
            "QFlowField", "natural_gradient", "FEPTask", "FixedBatch", "TextWindows", "clamped",
            "fep_problem", "initial_beliefs", "prediction", "prediction_problem", "qflow_solver",
            "AbstractTransport", "GaugeTransport", "IdentityTransport"]

@@ -50,6 +50,20 @@ position priors and of the banks are parameters when present and fixed at 0
 (sigma = 1; the temperatures tau, tau_in set the decoders' precision) when
 None: a bank's learned sigmas are per-token temperatures.
 
+``likelihood`` sets how a belief meets a bank in the CE terms ([input] in its
+"ce" form and [obs]) and in the prediction. "plugin" (above): the belief's
+KL to each token's prior, CE(softmax_v(-KL(q || pi_v)/tau), y), which sees the
+belief's mean through a decoder whose scale nothing prices: a point (MAP)
+objective, in which shrinking the beliefs' spread against the decoder lets a
+clamped belief reach any token at a vanishing KL cost. "expected": the
+variational free energy's own term, the expected CE E_q[-log p(y | z)] of a
+point likelihood p(y | z) = softmax_v(l_v(z)), l_v(z) = log N(z; pi_v, sigma_v^2)/tau
+(up to a constant), bounded by Jensen in closed form (``kl.py``); the
+prediction is softmax_v log E_q[exp l_v(z)]. The belief's width now enters:
+decoding a wide belief is soft, so a decoder trained on clamped beliefs cannot
+sharpen past the spread of the beliefs it reads at inference. Both equal the
+point decoder's at sigma_q = 0.
+
 R is the CE reduction: "sum" counts every position's CE once, like the other
 terms (the consistent choice); "sum_over_BN" divides the summed CE by B*N
 while the rest stays summed: the observation force on each belief is then
@@ -66,12 +80,18 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array
 
-from .kl import kl_log_sigma, kl_logits
+from .kl import (
+    expected_cross_entropy,
+    expected_likelihood_logits,
+    kl_log_sigma,
+    kl_logits,
+)
 from .transport import AbstractTransport, IdentityTransport
 
 CE_REDUCTIONS = ("sum", "sum_over_BN")
 INPUT_BANKS = ("own", "shared")
 INPUT_TERMS = ("ce", "prior")
+LIKELIHOODS = ("plugin", "expected")
 
 
 class Priors(eqx.Module):
@@ -175,32 +195,48 @@ class FreeEnergy(eqx.Module):
     tau_in: float = 1.0
     observe_context: bool = eqx.field(static=True, default=False)
     input_term: str = eqx.field(static=True, default="ce")
+    likelihood: str = eqx.field(static=True, default="plugin")
 
     def __check_init__(self):
         if self.ce_reduction not in CE_REDUCTIONS:
             raise ValueError(f"ce_reduction must be one of {CE_REDUCTIONS}, got {self.ce_reduction!r}")
         if self.input_term not in INPUT_TERMS:
             raise ValueError(f"input_term must be one of {INPUT_TERMS}, got {self.input_term!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         for name in ("tau", "tau_in", "kappa"):
             v = getattr(self, name)
             if _is_number(v) and not v > 0:
                 raise ValueError(f"{name} must be > 0, got {v}")
 
     # --- the pieces -------------------------------------------------------------
-    def logits(self, z, priors: Priors) -> Array:
-        """Next-token logits -KL(q || pi_v)/tau, (B, N, V)."""
+    def _decode(self, z, bank_mu, bank_log_sigma, tau) -> Array:
+        """Logits of a bank's tokens: -KL(q || bank_v)/tau (plug-in) or log E_q[exp l_v(z)]
+        (expected), (..., V)."""
         mu, log_sigma = z
-        bank_mu, bank_log_sigma = output_bank(priors)
-        return kl_logits(mu, jnp.exp(log_sigma), bank_mu, jnp.exp(bank_log_sigma), self.tau)
+        decode = kl_logits if self.likelihood == "plugin" else expected_likelihood_logits
+        return decode(mu, jnp.exp(log_sigma), bank_mu, jnp.exp(bank_log_sigma), tau)
+
+    def _cross_entropy(self, z, bank_mu, bank_log_sigma, tau, tokens) -> Array:
+        """Per-position CE of tokens under a bank: of the decode (plug-in), or the Jensen
+        bound on the expected CE E_q[-log p(token | z)] (expected), (...,)."""
+        if self.likelihood == "plugin":
+            return optax.softmax_cross_entropy_with_integer_labels(
+                self._decode(z, bank_mu, bank_log_sigma, tau), tokens)
+        mu, log_sigma = z
+        return expected_cross_entropy(mu, jnp.exp(log_sigma), bank_mu, jnp.exp(bank_log_sigma),
+                                      tau, tokens)
+
+    def logits(self, z, priors: Priors) -> Array:
+        """Next-token logits through pi, (B, N, V): the prediction is their softmax."""
+        return self._decode(z, *output_bank(priors), self.tau)
 
     def input_logits(self, z, priors: Priors) -> Array:
-        """Own-token logits -KL(q || rho_v)/tau_in, (B, N, V)."""
-        mu, log_sigma = z
-        bank_mu, bank_log_sigma = input_bank(priors)
-        return kl_logits(mu, jnp.exp(log_sigma), bank_mu, jnp.exp(bank_log_sigma), self.tau_in)
+        """Own-token logits through rho, (B, N, V)."""
+        return self._decode(z, *input_bank(priors), self.tau_in)
 
     def ce_per_position(self, z, priors: Priors, targets) -> Array:
-        return optax.softmax_cross_entropy_with_integer_labels(self.logits(z, priors), targets)
+        return self._cross_entropy(z, *output_bank(priors), self.tau, targets)
 
     def reduce_ce(self, ce_bn: Array) -> Array:
         total = jnp.sum(ce_bn)
@@ -225,8 +261,7 @@ class FreeEnergy(eqx.Module):
         mu, log_sigma = z
         if self.input_term == "prior":
             return jnp.sum(kl_log_sigma(mu, log_sigma, bank_mu[tokens], bank_log_sigma[tokens]))
-        logits = kl_logits(mu, jnp.exp(log_sigma), bank_mu, jnp.exp(bank_log_sigma), tau)
-        return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, tokens))
+        return jnp.sum(self._cross_entropy(z, bank_mu, bank_log_sigma, tau, tokens))
 
     def input_ce(self, z, priors: Priors, tokens) -> Array:
         """The [input] term, unweighted. ``input_term="ce"``: sum_bi CE(decode_rho(q_bi), x_bi),

@@ -19,10 +19,34 @@ constant. No (..., V, K) tensor is built (seed 000/001: "two (BN x K)(K x V)
 matmuls plus per-token constants"); peak memory is O(... x V + V x K).
 The expansion loses relative precision when KL << |mu|^2/sigma^2 (cancellation);
 use float64 where that matters.
+
+The decoder above plugs the belief into each token's log-density. The
+expected likelihood instead averages over the belief: with the token
+log-likelihoods of a point z,
+
+    l_v(z) = -sum_k [ (z_k - mu_vk)^2 / (2 sigma_vk^2) + log sigma_vk ] / tau,
+
+(softmax_v l_v(mu) is kl_logits at sigma_q -> 0), the Gaussian integral gives
+
+    log E_q[exp l_v(z)] = sum_k [ -(mu_qk - mu_vk)^2 / (2 (tau sigma_vk^2 + sigma_qk^2))
+                                  - 1/2 log(1 + sigma_qk^2 / (tau sigma_vk^2))
+                                  - log sigma_vk / tau ],
+
+and, by Jensen (E log X <= log E X for X = sum_v exp l_v(z)), the expected
+cross-entropy of the token y is bounded by
+
+    -E_q[log softmax_v(l_v(z))_y] <= -E_q[l_y(z)] + logsumexp_v log E_q[exp l_v(z)],
+    E_q[l_y(z)] = -sum_k [ (sigma_qk^2 + (mu_qk - mu_yk)^2) / (2 sigma_yk^2) + log sigma_yk ] / tau.
+
+Both equal the point decoder's at sigma_q = 0. Unlike the plug-in, they see the
+belief's width: a wide belief decodes softly, and sharpening the decoder costs
+the width's spread (-E_q[l_y] grows with sigma_q^2/sigma_y^2). These build a
+(..., V, K) tensor: the denominators mix the belief's and the token's widths.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike
 
@@ -59,3 +83,30 @@ def kl_logits(
     belief_const = -K - jnp.sum(jnp.log(sigma_q**2), axis=-1, keepdims=True)  # (..., 1)
     two_kl = features @ bank.T + token_const + belief_const
     return -0.5 * two_kl / tau
+
+
+def expected_likelihood_logits(
+    mu_q: ArrayLike, sigma_q: ArrayLike, mu_pi: ArrayLike, sigma_pi: ArrayLike, tau
+) -> Array:
+    """log E_q[exp l_v(z)] of beliefs q (..., K) against a bank pi (V, K): (..., V).
+    softmax over v is the decode E_q[exp l_y] / sum_v E_q[exp l_v] (module docstring)."""
+    mu_q, sigma_q = jnp.asarray(mu_q)[..., None, :], jnp.asarray(sigma_q)[..., None, :]
+    mu_pi, sigma_pi = jnp.asarray(mu_pi), jnp.asarray(sigma_pi)
+    spread = tau * sigma_pi**2 + sigma_q**2  # (..., V, K)
+    per_k = (-0.5 * (mu_q - mu_pi) ** 2 / spread - 0.5 * jnp.log(spread / (tau * sigma_pi**2))
+             - jnp.log(sigma_pi) / tau)
+    return jnp.sum(per_k, axis=-1)
+
+
+def expected_cross_entropy(
+    mu_q: ArrayLike, sigma_q: ArrayLike, mu_pi: ArrayLike, sigma_pi: ArrayLike, tau, targets
+) -> Array:
+    """The Jensen bound on -E_q[log softmax_v(l_v(z))_y] (module docstring), (...,)."""
+    mu_q, sigma_q = jnp.asarray(mu_q), jnp.asarray(sigma_q)
+    mu_pi, sigma_pi = jnp.asarray(mu_pi), jnp.asarray(sigma_pi)
+    mu_y, sigma_y = mu_pi[targets], sigma_pi[targets]  # (..., K)
+    expected_target = -jnp.sum((sigma_q**2 + (mu_q - mu_y) ** 2) / (2.0 * sigma_y**2)
+                               + jnp.log(sigma_y), axis=-1) / tau
+    log_partition = jax.nn.logsumexp(
+        expected_likelihood_logits(mu_q, sigma_q, mu_pi, sigma_pi, tau), axis=-1)
+    return log_partition - expected_target
