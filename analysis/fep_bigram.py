@@ -60,15 +60,6 @@ class SoftTargetCE(eqx.Module):
         return -jnp.sum(p * log_probs)
 
 
-def pair_tables(ids, V):
-    """(P(x, y), add-one smoothed P(y | x)) of a text of token ids."""
-    ids = np.asarray(ids)
-    counts = np.zeros((V, V))
-    np.add.at(counts, (ids[:-1], ids[1:]), 1.0)
-    smoothed = (counts + 1.0) / (counts.sum(1, keepdims=True) + V)
-    return counts / counts.sum(), smoothed
-
-
 def _inference_problem(fe):
     return Problem(OneWindow(fep.QFlowField(fe, observed=False)),
                    ParametrisedLoss(OneWindow(SoftTargetCE(fe))),
@@ -173,8 +164,8 @@ def _train(config, study, priors, arm, ctx):
 def run(config, ctx):
     splits = shakespeare.load_splits()
     V = len(splits.vocab)
-    p_train, smoothed = pair_tables(splits.train, V)
-    p_val, _ = pair_tables(splits.val, V)
+    p_train, smoothed = shakespeare.pair_tables(splits.train, V)
+    p_val, _ = shakespeare.pair_tables(splits.val, V)
     xs, ys = np.nonzero(p_train)
     study = Expectation(fc.free_energy(config), fc.qflow(config), jnp.asarray(xs)[:, None],
                         jnp.asarray(ys)[:, None], jnp.asarray(p_train[xs, ys]),

@@ -156,6 +156,16 @@ def load_splits(val_fraction: float = VAL_FRACTION) -> Splits:
     return Splits(train=ids[:n_train], val=ids[n_train:], vocab=vocab)
 
 
+def pair_tables(ids, V: int):
+    """(P(x, y), add-one smoothed P(y | x)) of a text of token ids, (V, V) each: the bigram
+    of the text, its joint and the conditional table a bigram model predicts with."""
+    ids = np.asarray(ids)
+    counts = np.zeros((V, V))
+    np.add.at(counts, (ids[:-1], ids[1:]), 1.0)
+    smoothed = (counts + 1.0) / (counts.sum(1, keepdims=True) + V)
+    return counts / counts.sum(), smoothed
+
+
 def sample_batch(ids, key, batch: int, context: int, *, sequence: bool = False):
     """``batch`` random windows of ``context`` ids and what follows them.
 
