@@ -60,9 +60,12 @@ variational free energy's own term, the expected CE E_q[-log p(y | z)] of a
 point likelihood p(y | z) = softmax_v(l_v(z)), l_v(z) = log N(z; pi_v, sigma_v^2)/tau
 (up to a constant), bounded by Jensen in closed form (``kl.py``); the
 prediction is softmax_v log E_q[exp l_v(z)]. The belief's width now enters:
-decoding a wide belief is soft, so a decoder trained on clamped beliefs cannot
-sharpen past the spread of the beliefs it reads at inference. Both equal the
-point decoder's at sigma_q = 0.
+decoding a wide belief is soft, and the expected CE grows with the belief's
+spread against the token's width, so the decoder's scale is no longer free.
+With one prior per belief (input_term "prior", a single KL of unit weight per
+lambda_obs) F / lambda_obs is a variational bound on -log p(y | x) (tested:
+it never falls below the conditional entropy; the plug-in F falls to 0). Both equal the point
+decoder's at sigma_q = 0.
 
 R is the CE reduction: "sum" counts every position's CE once, like the other
 terms (the consistent choice); "sum_over_BN" divides the summed CE by B*N
