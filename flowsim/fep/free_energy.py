@@ -64,8 +64,8 @@ decoding a wide belief is soft, and the expected CE grows with the belief's
 spread against the token's width, so the decoder's scale is no longer free.
 With one prior per belief (input_term "prior", a single KL of unit weight per
 lambda_obs) F / lambda_obs is a variational bound on -log p(y | x) (tested:
-it never falls below the conditional entropy; the plug-in F falls to 0). Both equal the point
-decoder's at sigma_q = 0.
+it never falls below the conditional entropy; the plug-in F falls to 0).
+Both equal the point decoder's at sigma_q = 0.
 
 R is the CE reduction: "sum" counts every position's CE once, like the other
 terms (the consistent choice); "sum_over_BN" divides the summed CE by B*N
