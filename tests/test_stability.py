@@ -6,6 +6,7 @@ dL/da = (z* − y)·dz*/da = (z* − y)/a². For a < 0 the root attracts the flo
 """
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import flowsim
@@ -86,3 +87,38 @@ def test_a_batch_leaves_out_only_its_unstable_samples():
     # d/da of L(z*(a·x)) = x · (z* − y)/(a x)², at a = 1, over the two stable samples
     expected = sum(x * _closed_form(x) for x in (-0.5, -1.0)) / 2
     assert float(grad) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_jacobian_that_is_a_multiple_of_the_identity_is_stable_at_its_one_eigenvalue():
+    """F(z) = −c z in 256 dimensions: F_z = −cI, every Arnoldi step breaks down (A q_1 is in
+    span(q_1)). The Ritz values must all be −c (a plain Arnoldi normalises rounding errors
+    into a basis that is not orthogonal, whose Ritz values are garbage: with matfree's,
+    this test's margin was +0.56 on the FEP Q-flow whose Jacobian is −(1 + α)I)."""
+    c = 1.001
+    field = lambda z, c, x: -c * z
+    eigenvalues = jacobian_eigenvalues(field, jnp.ones(256), c, None, steps=8)
+    np.testing.assert_allclose(np.asarray(eigenvalues), -c, rtol=0, atol=1e-12)
+    problem = flowsim.Problem(field, lambda z, y: jnp.sum(z))
+    solver = flowsim.EquilibriumSolver(relax_steps=0, stability="flow")
+    _, info = flowsim.solve(solver, problem, jnp.ones(256), c, None)
+    assert flowsim.result_name(info["result"]) == "successful"
+    assert float(info["stability"]) == pytest.approx(-c, abs=1e-12)
+
+
+def test_arnoldi_through_breakdowns_is_a_factorisation_with_exact_ritz_values():
+    """A = diag of −1, −2, −3 (each 100 times): the Krylov space of any start has dimension
+    3, so 9 steps break down after 3 and 6 and restart: three invariant blocks. Q stays
+    orthonormal, A Q = Q H + r e_kᵀ holds, and every Ritz value is one of the three
+    eigenvalues, each of them found."""
+    from flowsim.diagnostics.spectral import arnoldi_basis
+
+    d = jnp.repeat(jnp.array([-1.0, -2.0, -3.0]), 100)
+    Q, H, r = arnoldi_basis(lambda v: d * v, jnp.zeros(300), 9)
+    Q, H, r = np.asarray(Q), np.asarray(H), np.asarray(r)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(9), atol=1e-12)
+    e_k = np.eye(9)[-1]
+    np.testing.assert_allclose(np.asarray(d)[:, None] * Q, Q @ H + np.outer(r, e_k), atol=1e-12)
+    ritz = np.linalg.eigvals(H)
+    nearest = np.min(np.abs(ritz[:, None] - np.array([-1.0, -2.0, -3.0])[None]), axis=1)
+    assert np.max(nearest) < 1e-10
+    assert {-1.0, -2.0, -3.0} <= set(np.round(ritz.real, 8))

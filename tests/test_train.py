@@ -181,7 +181,10 @@ def test_divergence_rules():
     assert rule.check(ok, reference=2.0) is None
     assert "above 2 x best" in rule.check({**ok, "val_ce": 4.01}, reference=2.0)
     assert "rho" in rule.check({**ok, "rho": 1.0}, reference=2.0)
-    assert "non-finite val_ce" in rule.check({**ok, "val_ce": math.nan}, reference=2.0)
+    assert rule.check({**ok, "val_ce": math.nan}, reference=2.0) == "non-finite val_ce (nan)"
+    # a NaN mean over solves that all failed says so
+    failed = {**ok, "val_ce": math.nan, "val_failed": 256, "pred_failed": 0}
+    assert rule.check(failed, reference=2.0) == "non-finite val_ce (nan); failed solves: val_failed 256"
     first = train.Divergence(monitor="F", factor=10.0, against="first", finite=("F",))
     assert first.check({"F": 9.0}, reference=1.0) is None
     assert "above 10 x first" in first.check({"F": 11.0}, reference=1.0)

@@ -10,7 +10,8 @@ fraction of a dense eigensolve), and right for stiff systems, whose
 rightmost eigenvalues are the ones nearest 0.
 
 Matrix-free (larger): an Arnoldi factorisation A Q = Q H + r e_mᵀ of m steps
-(``matfree.decomp.hessenberg``, full reorthogonalisation), on
+(:func:`flowsim.diagnostics.spectral.arnoldi_basis`, full reorthogonalisation, which
+survives a breakdown), on
 
 * ``shift=None``: A = F_z itself (one JVP per step). Ritz values converge to
   the spectrum's outer edge first: right when the rightmost eigenvalues are
@@ -35,9 +36,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import lineax as lx
-from matfree import decomp
 
-from ..diagnostics.spectral import dense_matrix
+from ..diagnostics.spectral import arnoldi_basis, dense_matrix
 
 
 class SpectrumOptions(eqx.Module):
@@ -108,11 +108,9 @@ def _factored(jvp, z, options, key):
 
 def _ritz(apply, z, m, shift, key):
     """Ritz pairs of ``apply`` mapped back: λ = θ (shift None) or shift + 1/θ."""
-    key = jax.random.PRNGKey(0) if key is None else key
-    start = jax.random.normal(key, z.shape, z.dtype)
-    result = decomp.hessenberg(m, reortho="full")(apply, start)
-    theta, s = jnp.linalg.eig(result.J_small)
-    vectors = (result.Q_tall.T.astype(s.dtype) @ s).T
+    Q, H, _ = arnoldi_basis(apply, z, m, key)
+    theta, s = jnp.linalg.eig(H)
+    vectors = (Q.astype(s.dtype) @ s).T
     return (theta if shift is None else shift + 1.0 / theta), vectors
 
 

@@ -7,8 +7,8 @@ Small states (dim z ≤ ``dense_max``): the dense Jacobian of the map, one JVP
 per column (vmapped), and all its eigenvalues; the bound is 0.
 
 Large states: an Arnoldi factorisation Φ_z Q = Q H + r e_kᵀ of ``krylov_dim``
-steps (``matfree.decomp.hessenberg`` with full reorthogonalisation; one JVP
-per step, F_z never materialised). The Ritz values θ_j of H approximate the
+steps (:func:`arnoldi`: classical Gram–Schmidt twice, one JVP per step, F_z
+never materialised). The Ritz values θ_j of H approximate the
 outermost eigenvalues, the ones that set ρ, and the Ritz pair (θ, y = Q s) of
 largest modulus has the residual
 
@@ -25,7 +25,6 @@ matrix runs on the CPU backend).
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
-from matfree import decomp
 
 
 def field_jvp(field, z, params, x):
@@ -42,11 +41,51 @@ def dense_matrix(apply, flat_z):
 
 def arnoldi(apply, flat_z, k, key=None):
     """``(H, r)`` of a ``k``-step Arnoldi factorisation A Q = Q H + r e_kᵀ of ``apply``
-    from a random start (``key``, default ``PRNGKey(0)``), fully reorthogonalised."""
-    key = jax.random.PRNGKey(0) if key is None else key
-    start = jax.random.normal(key, flat_z.shape, flat_z.dtype)
-    _, hessenberg, residual, _ = decomp.hessenberg(k, reortho="full")(apply, start)
+    from a random start (``key``, default ``PRNGKey(0)``); see :func:`arnoldi_basis`."""
+    _, hessenberg, residual = arnoldi_basis(apply, flat_z, k, key)
     return hessenberg, residual
+
+
+def arnoldi_basis(apply, flat_z, k, key=None):
+    """``(Q, H, r)``: A Q = Q H + r e_kᵀ, Q (n, k) orthonormal, H (k, k) upper Hessenberg.
+
+    Each step orthogonalises A q_j against Q twice (classical Gram–Schmidt with full
+    reorthogonalisation, as ``matfree.decomp.hessenberg``). Unlike matfree's, it
+    survives a breakdown: when A q_j lies in span(Q) (to √ε of ‖A q_j‖) the space is
+    invariant and its Ritz values are eigenvalues, but normalising what is left, a
+    rounding error, would give a q_{j+1} that is not orthogonal to Q and an H whose
+    eigenvalues are garbage (on A = cI every step breaks down). Here the subdiagonal
+    entry is set to 0 and q_{j+1} is a fresh random vector orthogonalised against Q:
+    H is then block upper triangular and every eigenvalue of H is a Ritz value of A
+    on span(Q), an exact one of each invariant block.
+    """
+    key = jax.random.PRNGKey(0) if key is None else key
+    n, dtype = flat_z.size, flat_z.dtype
+    tol = jnp.sqrt(jnp.finfo(dtype).eps)
+
+    def orthogonalise(Q, v):
+        h = Q.T @ v
+        v = v - Q @ h
+        again = Q.T @ v
+        return v - Q @ again, h + again
+
+    def step(j, carry):
+        Q, H, q, _ = carry
+        Q = Q.at[:, j].set(q)
+        w = apply(q)
+        v, h = orthogonalise(Q, w)
+        length = jnp.linalg.norm(v)
+        broke = length <= tol * jnp.linalg.norm(w)
+        fresh, _ = orthogonalise(Q, jax.random.normal(jax.random.fold_in(key, j), (n,), dtype))
+        H = H.at[:, j].set(h).at[j + 1, j].set(jnp.where(broke, 0.0, length), mode="drop")
+        return Q, H, jnp.where(broke, fresh / jnp.linalg.norm(fresh), v / length), v
+
+    start = jax.random.normal(key, flat_z.shape, dtype)
+    init = (jnp.zeros((n, k), dtype), jnp.zeros((k, k), dtype), start / jnp.linalg.norm(start),
+            jnp.zeros_like(start))
+    # r: what the last step's A q_k left outside span(Q)
+    Q, H, _, residual = jax.lax.fori_loop(0, k, step, init)
+    return Q, H, residual
 
 
 def spectral_radius(field, z, params, x, dt, *, dense_max=256, krylov_dim=40, key=None,
@@ -78,4 +117,4 @@ def _arnoldi(apply, flat_z, k, key):
     return jnp.abs(values[top]), bound.astype(flat_z.dtype)
 
 
-__all__ = ["spectral_radius"]
+__all__ = ["arnoldi", "arnoldi_basis", "spectral_radius"]

@@ -11,7 +11,7 @@ gradient of a state the deployed dynamics never reaches. Near z*,
 
 λ over the eigenvalues of F_z(z*). States of dimension ≤ ``dense_max`` use
 all the eigenvalues (one JVP per column); larger states the Ritz values of
-``steps`` Arnoldi steps on F_z (``matfree``; one JVP per step; the Krylov
+``steps`` Arnoldi steps on F_z (:func:`arnoldi`; one JVP per step; the Krylov
 space of I + dt F_z is the same, so one factorisation serves both criteria).
 Ritz values approximate the outermost eigenvalues first: the test finds an
 unstable mode that dominates the spectrum's edge (for the Euler map, the

@@ -2,7 +2,9 @@ r"""When a training run stops with status "diverged", and when a step is skipped
 
 A row (the metrics of θ_k) diverges when
 
-* the monitor, or a metric in ``finite``, is not finite;
+* the monitor, or a metric in ``finite``, is not finite (the reason adds the row's
+  counts of failed solves, its ``*_failed`` keys that are not 0: a NaN metric is
+  usually the mean over solves that all failed);
 * the ``monitor`` metric exceeds ``factor`` × its best value so far
   (``against = "best"``) or its first value (``"first"``);
 * a limited metric reaches its limit: ``limits = (("rho", 1.0),)`` stops at ρ ≥ 1.
@@ -41,7 +43,9 @@ class Divergence:
         """The reason ``row`` diverged (``reference``: the monitor's best or first value), or None."""
         for key in dict.fromkeys((*self.finite, self.monitor)):
             if not math.isfinite(row[key]):
-                return f"non-finite {key} ({row[key]})"
+                failed = [f"{k} {row[k]:g}" for k in row if k.endswith("_failed") and row[k]]
+                return f"non-finite {key} ({row[key]})" + (
+                    f"; failed solves: {', '.join(failed)}" if failed else "")
         value = row[self.monitor]
         if math.isfinite(reference) and value > self.factor * reference:
             return (f"{self.monitor} {value:.4g} above {self.factor:g} x "
