@@ -42,7 +42,9 @@ class FEPModel(StudyConfig):
         "own", description="own: the input term has its own token bank; shared: the output's")
     input_term: Literal[fep.INPUT_TERMS] = Field(
         "ce", description="ce: each belief explains its own token through the input bank; "
-        "prior: the input token's prior rho_x holds its position's belief, KL(q || rho_x)")
+        "prior: the input token's prior rho_x holds its position's belief, KL(q || rho_x); "
+        "product: one prior per belief, the normalised product of the priors of its input "
+        "and of the L-1 inputs before it (input_lags)")
     input_lags: int = Field(1, ge=1, le=64, description="L: each belief holds its own "
                             "input and the L-1 before it, each lag through its own bank")
     likelihood: Literal[fep.LIKELIHOODS] = Field(

@@ -221,6 +221,39 @@ def test_inference_with_the_input_token_prior_is_the_geometric_mixture():
     np.testing.assert_allclose(z[1], -0.5 * np.log(precision), atol=1e-8)
 
 
+def test_inference_with_the_product_prior_of_two_inputs_is_its_geometric_mixture():
+    """input_term="product", L = 2, no alignment: each belief has one prior r_i, the
+    normalised product of rho_{x_i} and lag_{x_{i-1}} (rho alone at i = 0), and the
+    inference equilibrium is the geometric mixture p_i^a r_i^(1-a), computed here in numpy."""
+    V_, N_, K_ = 5, 3, 2
+    priors = fep.init_priors(jax.random.PRNGKey(6), V_, N_, K_, fep.IdentityTransport(),
+                             token_scale=1.5, input_lags=2)
+    keys = jax.random.split(jax.random.PRNGKey(7), 3)
+    priors = eqx.tree_at(lambda p: (p.pos_log_sigma, p.in_log_sigma, p.lag_log_sigma), priors,
+                         (0.3 * jax.random.normal(keys[0], (N_, K_)),
+                          0.3 * jax.random.normal(keys[1], (V_, K_)),
+                          0.3 * jax.random.normal(keys[2], (1, V_, K_))))
+    alpha, lam = 0.2, 1.0
+    fe = fep.FreeEnergy(alpha=alpha, lambda_in=lam, lambda_beta=0.0, input_term="product")
+    tokens = jnp.array([[0, 3, 3], [4, 1, 2]])
+    z, info = jax.jit(lambda: flowsim.solve(
+        fep.qflow_solver(100.0, 1e-10, 1e-10, 8192), fep.prediction_problem(fe),
+        fep.init_beliefs(priors, tokens), priors, (tokens, tokens)))()
+    assert flowsim.result_name(info["result"]) == "successful"
+    x = np.asarray(tokens)
+    prec_in = np.exp(-2 * np.asarray(priors.in_log_sigma))[x]
+    prec_lag = np.exp(-2 * np.asarray(priors.lag_log_sigma[0]))[x[:, :-1]]
+    prec_r, weighted = prec_in.copy(), prec_in * np.asarray(priors.in_mu)[x]
+    prec_r[:, 1:] += prec_lag
+    weighted[:, 1:] += prec_lag * np.asarray(priors.lag_mu[0])[x[:, :-1]]
+    a = alpha / (alpha + lam)
+    prec_p = np.exp(-2 * np.asarray(priors.pos_log_sigma))[None]
+    precision = a * prec_p + (1 - a) * prec_r
+    mean = (a * prec_p * np.asarray(priors.pos_mu)[None] + (1 - a) * weighted) / precision
+    np.testing.assert_allclose(z[0], mean, atol=1e-8)
+    np.testing.assert_allclose(z[1], -0.5 * np.log(precision), atol=1e-8)
+
+
 def test_prediction_loss_scores_the_last_position(problem):
     """PredictionLoss(positions="last") = lambda_obs * sum_b CE at position N-1, recomputed."""
     fe, priors, x, y = problem

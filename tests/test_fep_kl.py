@@ -157,8 +157,8 @@ def test_bad_sizes_raise(V, K):
 
 
 def test_lagged_and_prior_input_terms_and_the_observed_context_match_loop_references():
-    """The [input] term with lag banks, as CE through each bank and as KL to the token's prior
-    (input_term="prior"), and F at inference with the known next tokens observed
+    """The [input] term with lag banks, as CE through each bank, as KL to the token's prior
+    (input_term="prior") and as KL to the normalised product of the priors ("product"), and F at inference with the known next tokens observed
     (observe_context), against explicit loops over b, i and the lags."""
     from flowsim.fep import init_priors
 
@@ -174,9 +174,10 @@ def test_lagged_and_prior_input_terms_and_the_observed_context_match_loop_refere
     banks += [(np.asarray(pr.lag_mu[l]), np.exp(np.asarray(pr.lag_log_sigma[l])))
               for l in range(L - 1)]
     tau_in = 1.7
-    ce = kl_ = 0.0
+    ce = kl_ = product = 0.0
     for b in range(B):
         for i in range(N):
+            precision = weighted = 0.0
             for lag, (bm, bs) in enumerate(banks):
                 if i - lag < 0:
                     continue
@@ -185,7 +186,11 @@ def test_lagged_and_prior_input_terms_and_the_observed_context_match_loop_refere
                                    for v in range(V)])
                 ce += np.log(np.sum(np.exp(logits))) - logits[token]
                 kl_ += _np_kl(m[b, i], sig[b, i], bm[token], bs[token])
-    for term, expected in (("ce", ce), ("prior", kl_)):
+                precision = precision + bs[token] ** -2.0
+                weighted = weighted + bm[token] * bs[token] ** -2.0
+            # the normalised product of the Gaussians present at (b, i)
+            product += _np_kl(m[b, i], sig[b, i], weighted / precision, precision ** -0.5)
+    for term, expected in (("ce", ce), ("prior", kl_), ("product", product)):
         fe = FreeEnergy(tau_in=tau_in, input_term=term)
         got = jax.jit(fe.input_ce)((mu, ls), pr, x)
         np.testing.assert_allclose(got, expected, rtol=1e-10, err_msg=term)

@@ -40,6 +40,15 @@ Two other forms of the [input] term (options, each with its test):
   form (CE or prior), for the positions i >= l: context that does not pass
   through the alignment.
 
+* ``input_term="product"``: lambda_in * sum_bi KL(q_bi || r_bi), r_bi the
+  normalised product of the priors of x_i (rho) and of the earlier inputs
+  x_{i-l} (lag bank l, i >= l): ONE conditional prior per belief, p(z_i | x_i,
+  ..., x_{i-L+1}) = r_bi, a product of Gaussian experts (equal to "prior" at
+  L = 1). Without the alignment, and with alpha -> 0, lambda_in = lambda_obs =
+  1, F is then, position by position, the ELBO of an L-gram latent model:
+  F_bi = KL(q || r_bi) + E_q[-log p(y_bi | z)] >= -log p(y_bi | x_bi, ...,
+  x_{b,i-L+1}) (with the expected likelihood).
+
 ``observe_context=True`` changes what inference observes: the next tokens of
 the first N-1 positions are inputs (y_i = x_{i+1}), so F at inference keeps
 their [obs] term, and only the last position's next token is unobserved.
@@ -93,7 +102,7 @@ from .transport import AbstractTransport, IdentityTransport
 
 CE_REDUCTIONS = ("sum", "sum_over_BN")
 INPUT_BANKS = ("own", "shared")
-INPUT_TERMS = ("ce", "prior")
+INPUT_TERMS = ("ce", "prior", "product")
 LIKELIHOODS = ("plugin", "expected")
 
 
@@ -270,7 +279,12 @@ class FreeEnergy(eqx.Module):
         """The [input] term, unweighted. ``input_term="ce"``: sum_bi CE(decode_rho(q_bi), x_bi),
         how well each belief explains its own token; ``"prior"``: sum_bi KL(q_bi || rho_{x_bi}),
         the input token's prior on its position's belief. With lag banks, the same for each
-        lag l = 1..L-1: the belief at i holds x_{i-l} through bank l (positions i >= l)."""
+        lag l = 1..L-1: the belief at i holds x_{i-l} through bank l (positions i >= l).
+        ``"product"``: sum_bi KL(q_bi || r_bi), r_bi the normalised product of the priors of
+        x_i, x_{i-1}, ..., x_{i-L+1} (:meth:`context_prior`)."""
+        if self.input_term == "product":
+            mu, log_sigma = z
+            return jnp.sum(kl_log_sigma(mu, log_sigma, *self.context_prior(priors, tokens)))
         total = self._held(z, *input_bank(priors), tokens, self.tau_in)
         if priors.lag_mu is not None:
             lag_log_sigma = _log_sigma(priors.lag_log_sigma, priors.lag_mu)
@@ -282,6 +296,30 @@ class FreeEnergy(eqx.Module):
                                            lag_log_sigma[lag - 1], tokens[..., :-lag],
                                            self.tau_in)
         return total
+
+    @staticmethod
+    def context_prior(priors: Priors, tokens):
+        """(mean, log_sigma) of r_bi = N(m, s^2), the normalised product of the Gaussians
+        rho_{x_bi} and, for each lag l = 1..L-1 with i >= l, bank_l[x_{b,i-l}]:
+
+            1/s^2 = sum_l 1/s_l^2,    m = s^2 sum_l m_l / s_l^2   (per coordinate),
+
+        each (B, N, K). A product of experts that is a distribution: one prior per belief
+        (the "prior" form's sum of KLs to L priors also pays -log of the product's
+        normaliser, which rewards banks that agree and so forgets the inputs)."""
+        mu, log_sigma = input_bank(priors)
+        precision = jnp.exp(-2.0 * log_sigma[tokens])
+        weighted = precision * mu[tokens]
+        if priors.lag_mu is not None:
+            lag_log_sigma = _log_sigma(priors.lag_log_sigma, priors.lag_mu)
+            N = tokens.shape[-1]
+            for lag in range(1, min(priors.lag_mu.shape[0] + 1, N)):
+                earlier = jnp.roll(tokens, lag, axis=-1)  # x_{i-lag}; wrapped for i < lag
+                present = (jnp.arange(N) >= lag)[:, None]
+                p = jnp.where(present, jnp.exp(-2.0 * lag_log_sigma[lag - 1][earlier]), 0.0)
+                precision = precision + p
+                weighted = weighted + p * priors.lag_mu[lag - 1][earlier]
+        return weighted / precision, -0.5 * jnp.log(precision)
 
     def context_ce(self, z, priors: Priors, tokens) -> Array:
         """The [obs] term at inference under ``observe_context``: every position but the
