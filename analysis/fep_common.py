@@ -9,7 +9,8 @@ the registry's rules of the FEP scheme: ``pure`` (-dF/dθ at q*, the P-flow),
 The objective is what the oracle differentiates, and what the oracle variant
 learns on: a study on text (``predicts``) takes the prediction (the next
 token of each sequence's last position at the inference equilibrium, the
-honest one); the studies on random tokens, which cannot be predicted, take
+honest one, or of every position under ``predict_positions = "all"``, honest
+only without the alignment); the studies on random tokens, which cannot be predicted, take
 the CE at every position at the clamped q* (the seeds' "train CE").
 """
 
@@ -161,8 +162,10 @@ def task(config, data, train_batch, val_batch=None, lambda_obs=None, variant=Non
     (default: the config's) learns on the clamped F, or on the objective when it is the
     objective's oracle."""
     fe = free_energy(config, lambda_obs)
-    make = fep.prediction_problem if config.predicts else fep.fep_problem
-    objective = make(fe, config.per_window)
+    if config.predicts:
+        objective = fep.prediction_problem(fe, config.per_window, config.predict_positions)
+    else:
+        objective = fep.fep_problem(fe, config.per_window)
     on_objective = RULES[variant or config.variant].differentiates_objective
     learn_on = objective if on_objective else fep.fep_problem(fe, config.per_window)
     return fep.FEPTask(learn_on, data, train_batch, val_batch, qflow(config), objective)

@@ -3,16 +3,27 @@
 Each step draws B random windows of N characters (flowsim.data.shakespeare),
 relaxes the beliefs by the Q-flow of the clamped F (its [input] term holds the
 window's characters, its [obs] term the next ones) and takes one step of the
-rule (variant pure | hybrid | oracle), in the one training loop. The same
-model, from the same initialisation and on the same batches, is then trained
+rule (variant pure | hybrid | oracle), in the one training loop.
+
+The default F (scenarios/fep-shakespeare.toml) is, position by position, the
+ELBO of a latent 3-gram model: the belief's one prior is the normalised
+product of the priors of x_i, x_{i-1}, x_{i-2} (``input_term="product"``,
+``input_lags=3``), its next token is emitted through the expected likelihood,
+the widths are learned, the position prior is weak (alpha = 0.001) and there
+is no alignment (``lambda_beta=0``); see flowsim/fep/free_energy.py. The
+alignment (the seeds' attention, ``lambda_beta > 0``) is an option; with it,
+the beliefs of positions 0..N-2 see their next tokens through the later
+positions' inputs, in training as at inference.
+
+The same model, from the same initialisation and on the same batches, is then trained
 on the oracle gradient of the prediction (``flowsim.Implicit`` on the
 prediction problem): the reference of what this architecture can reach.
 
 Every ``eval_every`` steps a row evaluates θ on ``eval_batch`` validation
 windows: ``val_ce``, the prediction of each window's next character from its
 last position's belief at the inference equilibrium (F without the [obs]
-term; the other positions' beliefs have seen their targets through the
-alignment), held against the unigram (3.35) and bigram (2.48) baselines of
+term; with the alignment on, the other positions' beliefs have seen their
+targets through it), held against the unigram (3.35) and bigram (2.48) baselines of
 the 90/10 split; ``val_input_acc``, how many input characters can be read
 back from their positions' equilibrium beliefs; ``val_clamped_ce`` at the
 clamped equilibrium (targets inside F: not a prediction). On the P-flow's
@@ -27,11 +38,12 @@ sampling noise. ``bigram_ce_eval_windows`` is the training text's bigram table
 """
 
 from pathlib import Path
+from typing import Literal
 
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from flowsim import fep, train
 from flowsim.data import shakespeare
@@ -54,6 +66,19 @@ class Config(fc.FEPConfig):
         "most this fraction of its q* failed (per_window)")
     oracle_training: bool = Field(True, description="also train the model on the oracle "
                                   "gradient of the prediction (the reference curve)")
+    predict_positions: Literal[fep.POSITIONS] = Field(
+        "last", description="the objective (what the oracle differentiates and the oracle "
+        "variant learns on): the next token of each window's "
+        "last position, or of every position (all: honest only without the alignment, "
+        "lambda_beta = 0, where no belief sees its target at inference)")
+
+    @model_validator(mode="after")
+    def _honest_objective(self):
+        if self.predict_positions == "all" and self.lambda_beta != 0:
+            raise ValueError("predict_positions = \"all\" needs lambda_beta = 0: with the "
+                             "alignment the beliefs before the last see their targets at "
+                             "inference; use \"last\"")
+        return self
 
 
 def _arm(config, variant, priors, windows, fixed_train, val, ctx, oracle, kept):

@@ -47,6 +47,20 @@ def test_counterexample_rejects_bad_settings(tmp_path, capsys, setting, message)
     assert not out.exists()
 
 
+def test_fep_shakespeare_refuses_an_objective_that_sees_its_targets(tmp_path, capsys):
+    """Its default objective scores every position, honest only without the alignment: with
+    lambda_beta > 0 the run stops before it starts, naming the key to change."""
+    out = tmp_path / "run"
+    assert main(["run", "fep-shakespeare", "--out", str(out), "--set", "lambda_beta=1.0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "predict_positions" in err[0] and "lambda_beta" in err[0]
+    assert not out.exists()
+    assert main(["run", "fep-shakespeare", "--out", str(out), "--set", "lambda_beta=1.0",
+                 "--set", 'predict_positions="every"']) == 2
+    assert "predict_positions" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_unknown_scenario_suggests_the_nearest(capsys):
     assert main(["run", "ep-estimator"]) == 2
     err = capsys.readouterr().err

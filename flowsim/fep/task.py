@@ -9,7 +9,8 @@ system, as in the seeds), x = (tokens, targets), y = targets:
                          position (the seeds' "train CE at q*")
     prediction_problem   inference: the Q-flow of F without the [obs] term,
                          loss λ_obs · CE of the last position's next token,
-                         the honest prediction (see PredictionLoss)
+                         the honest prediction (see PredictionLoss), or of
+                         every position's when none sees its target
 
 Both start at the input tokens' priors, q(0) = ρ_x. With ``per_window=True``
 each window is its own system (a batched problem: the engine vmaps the
@@ -83,9 +84,12 @@ def fep_problem(fe: FreeEnergy, per_window: bool = False) -> Problem:
     return _problem(QFlowField(fe), PredictionLoss(fe), FreeEnergyOfInputs(fe), per_window)
 
 
-def prediction_problem(fe: FreeEnergy, per_window: bool = False) -> Problem:
-    """Inference: F without the [obs] term, scored on the last position's next token."""
-    return _problem(QFlowField(fe, observed=False), PredictionLoss(fe, positions="last"),
+def prediction_problem(fe: FreeEnergy, per_window: bool = False,
+                       positions: str = "last") -> Problem:
+    """Inference: F without the [obs] term, scored on the last position's next token, or
+    (``positions="all"``) on every position's: an honest prediction only when no belief
+    sees its target at inference (no alignment: ``fe.lambda_beta == 0``)."""
+    return _problem(QFlowField(fe, observed=False), PredictionLoss(fe, positions=positions),
                     FreeEnergyOfInputs(fe, observed=False), per_window)
 
 
