@@ -28,7 +28,8 @@ the 90/10 split; ``val_input_acc``, how many input characters can be read
 back from their positions' equilibrium beliefs; ``val_clamped_ce`` at the
 clamped equilibrium (targets inside F: not a prediction). On the P-flow's
 rows ``cos_oracle`` = cos(−∂F/∂θ at the clamped q*, −dL_pred/dθ) on the
-step's batch: ``cos_pflow_oracle_median`` summarises it.
+step's batch, L_pred the prediction of ``predict_positions``:
+``cos_pflow_oracle_median`` summarises it.
 
 ``bigram_ce`` (2.48) is the bigram's CE over the whole validation split; the
 validation windows are a sample of it, whose own CE differs from the split's by
@@ -70,14 +71,15 @@ class Config(fc.FEPConfig):
         "last", description="the objective (what the oracle differentiates and the oracle "
         "variant learns on): the next token of each window's "
         "last position, or of every position (all: honest only without the alignment, "
-        "lambda_beta = 0, where no belief sees its target at inference)")
+        "lambda_beta = 0, and without observe_context, where no belief sees its target at "
+        "inference)")
 
     @model_validator(mode="after")
     def _honest_objective(self):
-        if self.predict_positions == "all" and self.lambda_beta != 0:
-            raise ValueError("predict_positions = \"all\" needs lambda_beta = 0: with the "
-                             "alignment the beliefs before the last see their targets at "
-                             "inference; use \"last\"")
+        if self.predict_positions == "all" and (self.lambda_beta != 0 or self.observe_context):
+            raise ValueError("predict_positions = \"all\" needs lambda_beta = 0 and "
+                             "observe_context = false: otherwise the beliefs before the last "
+                             "see their targets at inference; use \"last\"")
         return self
 
 

@@ -48,13 +48,16 @@ def test_counterexample_rejects_bad_settings(tmp_path, capsys, setting, message)
 
 
 def test_fep_shakespeare_refuses_an_objective_that_sees_its_targets(tmp_path, capsys):
-    """Its default objective scores every position, honest only without the alignment: with
-    lambda_beta > 0 the run stops before it starts, naming the key to change."""
+    """Its default objective scores every position, honest only when no belief sees its target
+    at inference: with the alignment (lambda_beta > 0) or observe_context the run stops
+    before it starts, naming the key to change."""
     out = tmp_path / "run"
     assert main(["run", "fep-shakespeare", "--out", str(out), "--set", "lambda_beta=1.0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "predict_positions" in err[0] and "lambda_beta" in err[0]
     assert not out.exists()
+    assert main(["run", "fep-shakespeare", "--out", str(out), "--set", "observe_context=true"]) == 2
+    assert "observe_context" in capsys.readouterr().err
     assert main(["run", "fep-shakespeare", "--out", str(out), "--set", "lambda_beta=1.0",
                  "--set", 'predict_positions="every"']) == 2
     assert "predict_positions" in capsys.readouterr().err

@@ -28,7 +28,7 @@ it). The [obs] term holds the next tokens: it is present in training (the
 "clamped" F) and absent at inference (``targets=None``), where the prediction
 is decode(q*) through pi.
 
-Two other forms of the [input] term (options, each with its test):
+Other forms of the [input] term (options, each with its test):
 
 * ``input_term="prior"``: lambda_in * sum_bi KL(q_bi || rho_{x_bi}), the input
   token's prior on its position's belief (the token conditions the latent,
