@@ -192,6 +192,25 @@ def test_inference_equilibrium_keeps_the_inputs():
         assert float(recovered["train_input_acc"]) == 1.0
 
 
+def _inference_equilibrium(fe, priors, tokens):
+    """q* of F at inference (no targets), solved tightly; asserts it converged."""
+    z, info = jax.jit(lambda: flowsim.solve(
+        fep.qflow_solver(100.0, 1e-10, 1e-10, 8192), fep.prediction_problem(fe),
+        fep.init_beliefs(priors, tokens), priors, (tokens, tokens)))()
+    assert flowsim.result_name(info["result"]) == "successful"
+    return z
+
+
+def _assert_geometric_mixture(z, priors, a, prec_r, weighted):
+    """z is p_i^a r^(1-a), r = N(weighted/prec_r, 1/prec_r): precision a/s_p^2 + (1-a) prec_r,
+    mean the precision-weighted mean."""
+    prec_p = np.exp(-2 * np.asarray(priors.pos_log_sigma))[None]  # (1, N, K)
+    precision = a * prec_p + (1 - a) * prec_r
+    mean = (a * prec_p * np.asarray(priors.pos_mu)[None] + (1 - a) * weighted) / precision
+    np.testing.assert_allclose(z[0], mean, atol=1e-8)
+    np.testing.assert_allclose(z[1], -0.5 * np.log(precision), atol=1e-8)
+
+
 def test_inference_with_the_input_token_prior_is_the_geometric_mixture():
     """input_term="prior", no alignment: at inference F_i = alpha KL(q||p_i) + lambda_in
     KL(q||rho_x) = (alpha + lambda_in) KL(q || r) + const, r the normalised geometric
@@ -207,18 +226,10 @@ def test_inference_with_the_input_token_prior_is_the_geometric_mixture():
     alpha, lam = 0.7, 1.3
     fe = fep.FreeEnergy(alpha=alpha, lambda_in=lam, lambda_beta=0.0, input_term="prior")
     tokens = jnp.array([[0, 3, 3], [4, 1, 2]])
-    z, info = jax.jit(lambda: flowsim.solve(
-        fep.qflow_solver(100.0, 1e-10, 1e-10, 8192), fep.prediction_problem(fe),
-        fep.init_beliefs(priors, tokens), priors, (tokens, tokens)))()
-    assert flowsim.result_name(info["result"]) == "successful"
-    a = alpha / (alpha + lam)
-    prec_p = np.exp(-2 * np.asarray(priors.pos_log_sigma))[None]  # (1, N, K)
+    z = _inference_equilibrium(fe, priors, tokens)
     prec_r = np.exp(-2 * np.asarray(priors.in_log_sigma))[np.asarray(tokens)]  # (B, N, K)
-    precision = a * prec_p + (1 - a) * prec_r
-    mean = (a * prec_p * np.asarray(priors.pos_mu)[None]
-            + (1 - a) * prec_r * np.asarray(priors.in_mu)[np.asarray(tokens)]) / precision
-    np.testing.assert_allclose(z[0], mean, atol=1e-8)
-    np.testing.assert_allclose(z[1], -0.5 * np.log(precision), atol=1e-8)
+    _assert_geometric_mixture(z, priors, alpha / (alpha + lam), prec_r,
+                              prec_r * np.asarray(priors.in_mu)[np.asarray(tokens)])
 
 
 def test_inference_with_the_product_prior_of_two_inputs_is_its_geometric_mixture():
@@ -236,22 +247,14 @@ def test_inference_with_the_product_prior_of_two_inputs_is_its_geometric_mixture
     alpha, lam = 0.2, 1.0
     fe = fep.FreeEnergy(alpha=alpha, lambda_in=lam, lambda_beta=0.0, input_term="product")
     tokens = jnp.array([[0, 3, 3], [4, 1, 2]])
-    z, info = jax.jit(lambda: flowsim.solve(
-        fep.qflow_solver(100.0, 1e-10, 1e-10, 8192), fep.prediction_problem(fe),
-        fep.init_beliefs(priors, tokens), priors, (tokens, tokens)))()
-    assert flowsim.result_name(info["result"]) == "successful"
+    z = _inference_equilibrium(fe, priors, tokens)
     x = np.asarray(tokens)
     prec_in = np.exp(-2 * np.asarray(priors.in_log_sigma))[x]
     prec_lag = np.exp(-2 * np.asarray(priors.lag_log_sigma[0]))[x[:, :-1]]
     prec_r, weighted = prec_in.copy(), prec_in * np.asarray(priors.in_mu)[x]
     prec_r[:, 1:] += prec_lag
     weighted[:, 1:] += prec_lag * np.asarray(priors.lag_mu[0])[x[:, :-1]]
-    a = alpha / (alpha + lam)
-    prec_p = np.exp(-2 * np.asarray(priors.pos_log_sigma))[None]
-    precision = a * prec_p + (1 - a) * prec_r
-    mean = (a * prec_p * np.asarray(priors.pos_mu)[None] + (1 - a) * weighted) / precision
-    np.testing.assert_allclose(z[0], mean, atol=1e-8)
-    np.testing.assert_allclose(z[1], -0.5 * np.log(precision), atol=1e-8)
+    _assert_geometric_mixture(z, priors, alpha / (alpha + lam), prec_r, weighted)
 
 
 def test_prediction_loss_scores_the_last_position(problem):

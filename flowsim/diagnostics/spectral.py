@@ -76,9 +76,13 @@ def arnoldi_basis(apply, flat_z, k, key=None):
         v, h = orthogonalise(Q, w)
         length = jnp.linalg.norm(v)
         broke = length <= tol * jnp.linalg.norm(w)
-        fresh, _ = orthogonalise(Q, jax.random.normal(jax.random.fold_in(key, j), (n,), dtype))
+
+        def restart():  # drawn only at a breakdown (under vmap both sides run)
+            fresh, _ = orthogonalise(Q, jax.random.normal(jax.random.fold_in(key, j), (n,), dtype))
+            return fresh / jnp.linalg.norm(fresh)
+
         H = H.at[:, j].set(h).at[j + 1, j].set(jnp.where(broke, 0.0, length), mode="drop")
-        return Q, H, jnp.where(broke, fresh / jnp.linalg.norm(fresh), v / length), v
+        return Q, H, jax.lax.cond(broke, restart, lambda: v / length), v
 
     start = jax.random.normal(key, flat_z.shape, dtype)
     init = (jnp.zeros((n, k), dtype), jnp.zeros((k, k), dtype), start / jnp.linalg.norm(start),
